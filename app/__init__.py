@@ -1,0 +1,1 @@
+"""adapt: adapt pretrained models to your own data over HTTP."""

@@ -1,0 +1,13 @@
+from fastapi import APIRouter
+
+from app.base_models import catalog
+from app.deps import SettingsDep
+
+router = APIRouter(prefix="/v1/base-models", tags=["base models"])
+
+
+@router.get("")
+def list_base_models(settings: SettingsDep) -> dict:
+    """The catalog of base models that jobs can adapt."""
+    return {"object": "list", "data": [e.to_api() for e in catalog.list_entries(settings)],
+            "has_more": False}

@@ -1,0 +1,61 @@
+"""One Settings object: every knob is an ADAPT_* environment variable with a unit and a default."""
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ADAPT_", env_file=".env", extra="ignore")
+
+    # Where datasets, checkpoints and the embedded SQLite files live.
+    data_dir: Path = Path("./data")
+    # SQLAlchemy URL. Empty → SQLite file in data_dir. PostgreSQL: postgresql+psycopg://user@host/db
+    database_url: str = ""
+    # Celery broker URL. Empty → the embedded SQLAlchemy transport on a SQLite file in data_dir.
+    broker_url: str = ""
+    # Worker device: "auto" picks CUDA when present, else CPU. Or "cpu", "cuda", "cuda:1".
+    worker_device: str = "auto"
+    # Extra base models: a list of local model directories (transformers layout), separated by ":".
+    model_dirs: str = ""
+    # Whether hub ids (e.g. "sentence-transformers/all-MiniLM-L6-v2") may be fetched at run time.
+    allow_hub: bool = False
+
+    # Uploads: largest accepted file, bytes.
+    max_upload_bytes: int = 1 << 30
+    # Datasets: most rows, longest text (characters), most distinct labels.
+    max_rows: int = 1_000_000
+    max_text_chars: int = 100_000
+    max_labels: int = 1_000
+    # Predict: most inputs in one request.
+    max_predict_inputs: int = 256
+    # Fine-tuned models kept loaded in the API process (LRU).
+    model_cache_size: int = Field(default=4, ge=1)
+
+    # Tenant that owns objects when auth is off (the embedded single-user default).
+    default_tenant: str = "default"
+
+    # Worker: seconds between progress writes to the job row (also how often cancel is checked).
+    progress_interval_s: float = 1.0
+    # Broker visibility timeout, seconds: must exceed the longest job (Redis redelivers after it).
+    visibility_timeout_s: int = 24 * 3600
+    # Training threads on CPU (0 = torch's default).
+    torch_threads: int = 0
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'adapt.db').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
+
+    @property
+    def extra_model_dirs(self) -> list[Path]:
+        return [Path(p) for p in self.model_dirs.split(":") if p.strip()]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,46 @@
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from app.auth import Tenant
+from app.datasets import repository, service
+from app.datasets.schemas import DatasetOut
+from app.db import DbSession
+from app.deps import SettingsDep, StorageDep
+from app.pagination import Page, page_params
+from app.schemas import ERROR_RESPONSES, ListOf
+from fastapi import Depends
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
+
+
+@router.post("", status_code=201, response_model=DatasetOut)
+def create_dataset(
+    session: DbSession, storage: StorageDep, settings: SettingsDep, tenant: Tenant,
+    file: Annotated[UploadFile, File(description="CSV (header row) or JSONL, UTF-8")],
+    name: Annotated[str | None, Form(max_length=255)] = None,
+    task: Annotated[str | None, Form()] = None,
+    text_column: Annotated[str, Form(min_length=1, max_length=255)] = "text",
+    label_column: Annotated[str, Form(min_length=1, max_length=255)] = "label",
+):
+    """Upload a labelled dataset; it is hashed and validated before the response."""
+    return service.create(session, storage, settings, tenant, upload=file.file,
+                          filename=file.filename or "", name=name, task=task,
+                          text_column=text_column, label_column=label_column)
+
+
+@router.get("", response_model=ListOf[DatasetOut])
+def list_datasets(session: DbSession, tenant: Tenant, page: Annotated[Page, Depends(page_params)]):
+    rows, has_more = repository.list_page(session, tenant, page)
+    return ListOf[DatasetOut](data=rows, has_more=has_more)
+
+
+@router.get("/{dataset_id}", response_model=DatasetOut)
+def get_dataset(dataset_id: str, session: DbSession, tenant: Tenant):
+    return service.get(session, tenant, dataset_id)
+
+
+@router.delete("/{dataset_id}", response_model=DatasetOut)
+def delete_dataset(dataset_id: str, session: DbSession, storage: StorageDep, tenant: Tenant):
+    """Delete a dataset (409 while a queued or running job uses it)."""
+    return service.delete(session, storage, tenant, dataset_id)

@@ -1,0 +1,106 @@
+"""Datasets: stream the upload to storage while hashing, validate, then record it."""
+import hashlib
+import shutil
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.datasets import parsing, repository
+from app.db import after_commit, on_rollback
+from app.errors import Conflict, InvalidInput, NotFound, TooLarge, UnsupportedType
+from app.ids import new_id
+from app.models import Dataset
+from app.storage import LocalStorage
+
+CHUNK = 1 << 20
+TASKS = ("text-classification", "image-classification")
+
+
+def _stream_to(src: BinaryIO, dest: Path, limit: int) -> tuple[int, str]:
+    """Copy src to dest in 1 MiB chunks, hashing; 413 the moment the limit is crossed."""
+    digest, size = hashlib.sha256(), 0
+    with open(dest, "wb") as out:
+        while chunk := src.read(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"The file is larger than the limit of {limit} bytes.",
+                               code="file_too_large", param="file")
+            digest.update(chunk)
+            out.write(chunk)
+    return size, digest.hexdigest()
+
+
+def create(session: Session, storage: LocalStorage, settings: Settings, tenant: str, *,
+           upload: BinaryIO, filename: str, name: str | None, task: str | None,
+           text_column: str, label_column: str) -> Dataset:
+    """Store and validate an uploaded file; nothing stays behind when it is refused."""
+    staging = storage.staging_dir()
+    try:
+        tmp = staging / "upload"
+        size, sha = _stream_to(upload, tmp, settings.max_upload_bytes)
+        if size == 0:
+            raise InvalidInput("The file is empty.", code="dataset_invalid", param="file")
+        with open(tmp, "rb") as f:
+            fmt = parsing.sniff_format(filename, f.read(512))
+        task = _check_task(task, fmt)
+        summary = _validate(tmp, fmt, text_column, label_column, settings)
+        ds = Dataset(id=new_id("ds"), tenant_id=tenant, name=name or filename or "dataset",
+                     task=task, format=fmt, bytes=size, sha256=sha,
+                     num_examples=summary.num_examples, labels=summary.labels,
+                     class_counts=dict(summary.class_counts), text_column=text_column,
+                     label_column=label_column, status="ready", storage_key="")
+        ds.storage_key = f"datasets/{tenant}/{ds.id}/data.{fmt}"
+        storage.put_file(ds.storage_key, tmp)
+        on_rollback(session, lambda: storage.delete(ds.storage_key))
+        session.add(ds)
+        session.flush()
+        return ds
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_task(task: str | None, fmt: str | None) -> str:
+    if fmt is None:
+        raise UnsupportedType("Unsupported file type: upload a CSV (with a header row) or JSONL "
+                              "file for text classification.", code="unsupported_file_type",
+                              param="file")
+    inferred = "image-classification" if fmt == "zip" else "text-classification"
+    if task and task not in TASKS:
+        raise InvalidInput(f"task must be one of {', '.join(TASKS)}.", param="task")
+    if task and task != inferred:
+        raise InvalidInput(f"A {fmt} file holds a {inferred} dataset, not {task}.", param="task")
+    if inferred == "image-classification":
+        raise UnsupportedType("Image datasets (ZIP) are not supported by this version yet.",
+                              code="unsupported_file_type", param="file")
+    return inferred
+
+
+def _validate(path: Path, fmt: str, text_column: str, label_column: str,
+              settings: Settings) -> parsing.Summary:
+    limits = parsing.Limits(settings.max_rows, settings.max_text_chars, settings.max_labels)
+    try:
+        return parsing.summarize(path, fmt, text_column, label_column, limits)
+    except parsing.DatasetInvalid as exc:
+        raise InvalidInput(exc.message, code="dataset_invalid", param=exc.param,
+                           details=exc.details) from None
+
+
+def get(session: Session, tenant: str, dataset_id: str) -> Dataset:
+    ds = repository.get(session, tenant, dataset_id)
+    if ds is None:
+        raise NotFound(f"No dataset with id {dataset_id!r}.", param="id")
+    return ds
+
+
+def delete(session: Session, storage: LocalStorage, tenant: str, dataset_id: str) -> Dataset:
+    """Soft-delete (finished jobs keep their reference) and remove the stored file."""
+    ds = get(session, tenant, dataset_id)
+    if job_id := repository.active_job_using(session, ds.id):
+        raise Conflict(f"Dataset {ds.id} is used by job {job_id}, which is still queued or "
+                       "running; cancel it or wait for it to finish.", code="dataset_in_use")
+    ds.status = "deleted"
+    key = ds.storage_key
+    after_commit(session, lambda: storage.delete(key))
+    return ds

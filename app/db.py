@@ -1,0 +1,78 @@
+"""Engine and session factory. A request's session commits once, when the route has returned."""
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Annotated
+
+from fastapi import Depends
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import get_settings
+
+
+def make_engine(url: str) -> Engine:
+    """An engine tuned for the URL's backend (SQLite needs WAL and a busy timeout for a worker)."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+@lru_cache
+def get_engine() -> Engine:
+    return make_engine(get_settings().resolved_database_url)
+
+
+@lru_cache
+def get_sessionmaker() -> sessionmaker[Session]:
+    return sessionmaker(get_engine(), expire_on_commit=False)
+
+
+def after_commit(session: Session, fn: Callable[[], None]) -> None:
+    """Run fn once the session's transaction has committed (e.g. send a task for a new row)."""
+    session.info.setdefault("after_commit", []).append(fn)
+
+
+def on_rollback(session: Session, fn: Callable[[], None]) -> None:
+    """Run fn if the session's transaction does not commit (e.g. remove a file it stored)."""
+    session.info.setdefault("on_rollback", []).append(fn)
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """A unit of work: commit on success, roll back on error, then run the matching hooks."""
+    session = get_sessionmaker()()
+    try:
+        yield session
+        session.commit()
+        hooks = session.info.pop("after_commit", [])
+    except BaseException:
+        session.rollback()
+        for undo in session.info.pop("on_rollback", []):
+            undo()
+        raise
+    finally:
+        session.close()
+    for hook in hooks:
+        hook()
+
+
+def _request_session() -> Iterator[Session]:
+    with session_scope() as session:
+        yield session
+
+
+# scope="function": the commit happens after the route returns but before the response is sent,
+# so a client never sees an id that a later request can't find.
+DbSession = Annotated[Session, Depends(_request_session, scope="function")]

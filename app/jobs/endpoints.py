@@ -1,0 +1,119 @@
+import asyncio
+import csv
+import io
+import json
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
+from starlette.background import BackgroundTask
+
+from app.auth import Tenant
+from app.db import DbSession, session_scope
+from app.deps import SettingsDep, StorageDep
+from app.jobs import repository, service
+from app.jobs.archive import zip_directory
+from app.jobs.schemas import (CheckpointList, CheckpointOut, EventList, EventOut, JobCreate,
+                              JobOut, MetricList)
+from app.models import FINAL_STATUSES
+from app.pagination import Page, page_params
+from app.schemas import ERROR_RESPONSES, ListOf
+
+router = APIRouter(prefix="/v1", tags=["jobs"], responses=ERROR_RESPONSES)
+JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
+
+
+@router.post("/jobs", status_code=201, response_model=JobOut)
+def create_job(req: JobCreate, session: DbSession, settings: SettingsDep, tenant: Tenant):
+    """Start a fine-tune job; it is queued and picked up by a worker."""
+    return service.create(session, settings, tenant, req)
+
+
+@router.get("/jobs", response_model=ListOf[JobOut])
+def list_jobs(session: DbSession, tenant: Tenant, page: Annotated[Page, Depends(page_params)],
+              status: JobStatus | None = None):
+    rows, has_more = repository.list_page(session, tenant, page, status)
+    return ListOf[JobOut](data=rows, has_more=has_more)
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut)
+def get_job(job_id: str, session: DbSession, tenant: Tenant):
+    return service.get(session, tenant, job_id)
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobOut)
+def cancel_job(job_id: str, session: DbSession, tenant: Tenant):
+    """Cancel a queued or running job (409 when it has already finished)."""
+    return service.cancel(session, tenant, job_id)
+
+
+@router.get("/jobs/{job_id}/events", response_model=EventList,
+            responses={200: {"content": {"text/event-stream": {}}}})
+def job_events(job_id: str, request: Request, session: DbSession, tenant: Tenant,
+               after: Annotated[int, Query(ge=0)] = 0,
+               last_event_id: Annotated[str | None, Header()] = None):
+    """The job's events, oldest first; with Accept: text/event-stream they stream live (SSE)."""
+    job = service.get(session, tenant, job_id)
+    if "text/event-stream" in request.headers.get("accept", ""):
+        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+        return StreamingResponse(_sse(job.id, start, request), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return EventList(data=[EventOut.model_validate(e)
+                           for e in repository.events_after(session, job.id, after)])
+
+
+def _poll(job_id: str, after: int) -> tuple[list[dict], bool]:
+    with session_scope() as s:
+        rows = [EventOut.model_validate(e).model_dump(mode="json")
+                for e in repository.events_after(s, job_id, after)]
+        status = s.get(repository.Job, job_id).status
+    return rows, status in FINAL_STATUSES
+
+
+async def _sse(job_id: str, after: int, request: Request):
+    """Follow the event log until the job has finished and every event was sent."""
+    while not await request.is_disconnected():
+        rows, finished = await run_in_threadpool(_poll, job_id, after)
+        for row in rows:
+            after = row["id"]
+            yield f"id: {row['id']}\nevent: {row['type']}\ndata: {json.dumps(row)}\n\n"
+        if finished and not rows:
+            return
+        if not rows:
+            yield ": keep-alive\n\n"
+        await asyncio.sleep(0.5)
+
+
+@router.get("/jobs/{job_id}/metrics", response_model=MetricList,
+            responses={200: {"content": {"text/csv": {}}}})
+def job_metrics(job_id: str, session: DbSession, tenant: Tenant,
+                format: Literal["json", "csv"] = "json"):
+    """Every logged value (step, epoch, name, value); ?format=csv for a CSV file."""
+    rows = repository.metrics(session, service.get(session, tenant, job_id).id)
+    if format == "json":
+        return {"object": "list", "data": rows}
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["step", "epoch", "name", "value"])
+    writer.writerows((m.step, m.epoch, m.name, m.value) for m in rows)
+    return PlainTextResponse(out.getvalue(), media_type="text/csv",
+                             headers={"Content-Disposition": f'attachment; filename="{job_id}-metrics.csv"'})
+
+
+@router.get("/jobs/{job_id}/checkpoints", response_model=CheckpointList)
+def job_checkpoints(job_id: str, session: DbSession, tenant: Tenant):
+    job = service.get(session, tenant, job_id)
+    return CheckpointList(data=[CheckpointOut.model_validate(c)
+                                for c in repository.checkpoints(session, job.id)])
+
+
+@router.get("/checkpoints/{checkpoint_id}/content", response_class=FileResponse,
+            responses={200: {"content": {"application/zip": {}}}})
+def checkpoint_content(checkpoint_id: str, session: DbSession, storage: StorageDep,
+                       settings: SettingsDep, tenant: Tenant):
+    """The checkpoint as a ZIP of a directory that transformers loads as it is."""
+    ckpt = service.checkpoint(session, tenant, checkpoint_id)
+    path = zip_directory(storage.local_path(ckpt.storage_key), storage.staging_dir())
+    return FileResponse(path, media_type="application/zip", filename=f"{ckpt.id}.zip",
+                        background=BackgroundTask(lambda: path.unlink(missing_ok=True)))

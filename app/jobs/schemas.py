@@ -1,0 +1,98 @@
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.schemas import ApiModel, OptionalTimestamp, Timestamp
+
+SelectMetric = Literal["val_macro_f1", "val_accuracy", "val_loss"]
+HyperValue = int | float | Literal["auto"] | None
+
+
+class EarlyStoppingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    metric: SelectMetric = "val_macro_f1"
+    patience: int = Field(default=2, ge=1, le=100)
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    base_model: str = Field(min_length=1, max_length=255)
+    training_dataset: str = Field(min_length=1, max_length=64)
+    validation_dataset: str | None = Field(default=None, max_length=64)
+    # Share of the training set held out for validation when no validation_dataset is given.
+    validation_split: float = Field(default=0.1, gt=0.0, le=0.5)
+    method: Literal["full", "head", "partial", "lora"] = "full"
+    hyperparameters: dict[str, HyperValue] = Field(default_factory=dict, max_length=32)
+    early_stopping: EarlyStoppingIn | None = None
+    select_checkpoint_by: SelectMetric = "val_macro_f1"
+    seed: int = Field(default=42, ge=0, le=2**31 - 1)
+    suffix: str | None = Field(default=None, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=16)
+
+
+class JobOut(ApiModel):
+    object: Literal["job"] = "job"
+    id: str
+    status: str
+    base_model: str
+    training_dataset: str = Field(validation_alias="training_dataset_id")
+    validation_dataset: str | None = Field(validation_alias="validation_dataset_id")
+    validation_split: float
+    method: str
+    hyperparameters: dict[str, Any]
+    early_stopping: dict[str, Any] | None
+    select_checkpoint_by: str
+    seed: int
+    suffix: str | None
+    progress: dict[str, Any] | None
+    metrics: dict[str, Any] | None
+    error: dict[str, Any] | None
+    model: str | None = Field(validation_alias="model_id")
+    attempts: int
+    created_at: Timestamp
+    started_at: OptionalTimestamp
+    finished_at: OptionalTimestamp
+    metadata: dict[str, str] = Field(validation_alias="user_metadata")
+
+
+class EventOut(ApiModel):
+    id: int
+    created_at: Timestamp
+    level: str
+    type: str
+    message: str
+    data: dict[str, Any] | None
+
+
+class EventList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EventOut]
+
+
+class MetricOut(ApiModel):
+    step: int
+    epoch: float
+    name: str
+    value: float
+
+
+class MetricList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[MetricOut]
+
+
+class CheckpointOut(ApiModel):
+    object: Literal["checkpoint"] = "checkpoint"
+    id: str
+    job: str = Field(validation_alias="job_id")
+    step: int
+    epoch: int
+    metrics: dict[str, Any]
+    is_best: bool
+    bytes: int
+    created_at: Timestamp
+
+
+class CheckpointList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[CheckpointOut]

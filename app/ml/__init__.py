@@ -1,0 +1,1 @@
+"""Pure PyTorch training and inference: no FastAPI, Celery or SQLAlchemy imports here."""

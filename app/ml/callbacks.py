@@ -1,0 +1,70 @@
+"""Callbacks observe the training state and only request actions through Control; the loop acts."""
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0            # 1-based epoch in progress (or just finished)
+    epochs: int = 0
+    step: int = 0             # optimizer steps done
+    total_steps: int = 0
+    steps_per_epoch: int = 0
+    samples_seen: int = 0
+    train_loss: float = 0.0   # mean loss over the current epoch so far
+    elapsed_s: float = 0.0    # seconds of training (this attempt), excluding evaluation
+    best_metric: float | None = None
+    best_step: int | None = None
+    history: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Control:
+    should_stop: bool = False
+    stop_reason: str | None = None  # "cancelled", "early_stopping", …
+
+    def stop(self, reason: str) -> None:
+        self.should_stop, self.stop_reason = True, reason
+
+
+class Callback:
+    def on_train_begin(self, state: TrainState, control: Control) -> None: ...
+    def on_step_end(self, state: TrainState, control: Control) -> None: ...
+    def on_evaluate(self, state: TrainState, metrics: dict, report: dict, control: Control) -> None: ...
+    def on_checkpoint(self, state: TrainState, path: Path, metrics: dict, report: dict,
+                      is_best: bool) -> None: ...
+    def on_train_end(self, state: TrainState, control: Control) -> None: ...
+
+
+class CallbackList(Callback):
+    def __init__(self, callbacks: list[Callback]):
+        self.callbacks = callbacks
+
+    def _each(self, name: str, *args) -> None:
+        for cb in self.callbacks:
+            getattr(cb, name)(*args)
+
+    def on_train_begin(self, *args) -> None: self._each("on_train_begin", *args)
+    def on_step_end(self, *args) -> None: self._each("on_step_end", *args)
+    def on_evaluate(self, *args) -> None: self._each("on_evaluate", *args)
+    def on_checkpoint(self, *args) -> None: self._each("on_checkpoint", *args)
+    def on_train_end(self, *args) -> None: self._each("on_train_end", *args)
+
+
+class EarlyStopping(Callback):
+    """Requests a stop after `patience` evaluations without improving `metric`."""
+
+    def __init__(self, metric: str, patience: int, higher_is_better: bool):
+        self.metric, self.patience, self.higher = metric, patience, higher_is_better
+        self.best: float | None = None
+        self.bad = 0
+
+    def on_evaluate(self, state: TrainState, metrics: dict, report: dict, control: Control) -> None:
+        value = metrics[self.metric]
+        improved = self.best is None or (value > self.best if self.higher else value < self.best)
+        if improved:
+            self.best, self.bad = value, 0
+            return
+        self.bad += 1
+        if self.bad >= self.patience:
+            control.stop("early_stopping")

@@ -1,0 +1,71 @@
+"""Text data for training: a seeded stratified split, tokenised once, padded per batch."""
+import random
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices (train, validation): each class gives round(fraction·n) rows, at least one when it
+    has two or more, so every class is both trained on and measured."""
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for i, y in enumerate(labels):
+        by_class[y].append(i)
+    rng = random.Random(seed)
+    train, val = [], []
+    for y in sorted(by_class):
+        idx = by_class[y][:]
+        rng.shuffle(idx)
+        n_val = round(len(idx) * fraction)
+        if len(idx) >= 2:
+            n_val = min(max(n_val, 1), len(idx) - 1)
+        else:
+            n_val = 0
+        val.extend(idx[:n_val])
+        train.extend(idx[n_val:])
+    return sorted(train), sorted(val)
+
+
+@dataclass
+class EncodedTexts:
+    """Token ids per example (unpadded, truncated) and label indices."""
+
+    input_ids: list[list[int]]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def encode(tokenizer, texts: Sequence[str], labels: Sequence[int], max_length: int) -> EncodedTexts:
+    """Tokenise every text once; batches pad only to their own longest example."""
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    return EncodedTexts(input_ids=ids, labels=list(labels))
+
+
+def collate(examples: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    longest = max(len(x) for x in examples)
+    input_ids = torch.full((len(examples), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), longest), dtype=torch.long)
+    for row, ids in enumerate(examples):
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask}
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled order of one epoch: a function of (seed, epoch) only, so a resumed run
+    replays exactly the order the uninterrupted run would have seen."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+def batches(data: EncodedTexts, order: Sequence[int], batch_size: int, pad_id: int,
+            start: int = 0) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+    """Yield (inputs, labels) for the batches of order, starting at batch index start."""
+    for b in range(start * batch_size, len(order), batch_size):
+        idx = order[b: b + batch_size]
+        inputs = collate([data.input_ids[i] for i in idx], pad_id)
+        yield inputs, torch.tensor([data.labels[i] for i in idx], dtype=torch.long)

@@ -1,0 +1,165 @@
+"""The text-classification recipe: setup → train (one explicit loop) → evaluate → save_checkpoint."""
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import get_linear_schedule_with_warmup
+
+from app.ml import data as D
+from app.ml.callbacks import Callback, CallbackList, Control, EarlyStopping, TrainState
+from app.ml.config import METRICS_HIGHER_IS_BETTER, TrainConfig
+from app.ml.metrics import classification_report
+from app.ml.modeling import build_classifier, export, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    state: TrainState
+    stop_reason: str | None       # None: ran every epoch
+    best_checkpoint: Path | None
+    best_metrics: dict | None
+    best_report: dict | None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class TextClassificationRecipe:
+    def __init__(self, config: TrainConfig, base_dir: Path, work_dir: Path,
+                 callbacks: list[Callback] | None = None):
+        self.cfg, self.base_dir, self.work_dir = config, Path(base_dir), Path(work_dir)
+        self.callbacks = list(callbacks or [])
+        es = config.early_stopping
+        if es:
+            self.callbacks.append(EarlyStopping(es["metric"], es["patience"],
+                                                METRICS_HIGHER_IS_BETTER[es["metric"]]))
+        self.cb = CallbackList(self.callbacks)
+
+    # -- setup -------------------------------------------------------------------------------
+    def setup(self, train_texts: list[str], train_labels: list[int],
+              val_texts: list[str], val_labels: list[int]) -> None:
+        """Tokenise the data once and build the model, optimizer and schedule."""
+        seed_everything(self.cfg.seed)
+        hp, device = self.cfg.hyperparameters, torch.device(self.cfg.device)
+        self.tokenizer = load_tokenizer(self.base_dir)
+        self.pad_id = self.tokenizer.pad_token_id or 0
+        self.train_data = D.encode(self.tokenizer, train_texts, train_labels, hp["max_length"])
+        self.val_data = D.encode(self.tokenizer, val_texts, val_labels, hp["max_length"])
+        self.model = build_classifier(self.base_dir, self.cfg.labels, self.cfg.method, hp).to(device)
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                (decay if p.ndim >= 2 and "norm" not in name.lower() else no_decay).append(p)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hp["weight_decay"]},
+             {"params": no_decay, "weight_decay": 0.0}], lr=hp["learning_rate"])
+        self.steps_per_epoch = math.ceil(len(self.train_data) / hp["batch_size"])
+        total = self.steps_per_epoch * hp["epochs"]
+        self.scheduler = get_linear_schedule_with_warmup(
+            self.optimizer, int(total * hp["warmup_ratio"]), total)
+        self.state = TrainState(epochs=hp["epochs"], total_steps=total,
+                                steps_per_epoch=self.steps_per_epoch)
+        self.device = device
+
+    # -- train -------------------------------------------------------------------------------
+    def train(self) -> TrainResult:
+        """Run every epoch (or until a callback requests a stop); evaluate and checkpoint each."""
+        hp, state, control = self.cfg.hyperparameters, self.state, Control()
+        loss_fn = torch.nn.CrossEntropyLoss()
+        best = (None, None, None)
+        self.cb.on_train_begin(state, control)
+        for epoch in range(1, hp["epochs"] + 1):
+            state.epoch = epoch
+            self.model.train()
+            order = D.epoch_order(len(self.train_data), self.cfg.seed, epoch)
+            loss_sum, loss_n = 0.0, 0
+            t0 = time.perf_counter()
+            for inputs, labels in D.batches(self.train_data, order, hp["batch_size"], self.pad_id):
+                inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
+                logits = self.model(**inputs)
+                loss = loss_fn(logits, labels.to(self.device))
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(
+                    [p for g in self.optimizer.param_groups for p in g["params"]], 1.0)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                loss_sum, loss_n = loss_sum + loss.item() * len(labels), loss_n + len(labels)
+                state.step += 1
+                state.samples_seen += len(labels)
+                state.train_loss = loss_sum / loss_n
+                now = time.perf_counter()
+                state.elapsed_s += now - t0
+                t0 = now
+                self.cb.on_step_end(state, control)
+                if control.should_stop:
+                    break
+            if control.should_stop and control.stop_reason != "early_stopping":
+                break  # cancelled mid-epoch: no evaluation of a partial epoch
+            metrics, report = self.evaluate()
+            metrics["train_loss"] = state.train_loss
+            is_best = self._is_better(metrics)
+            self.cb.on_evaluate(state, metrics, report, control)
+            path = self.save_checkpoint()
+            if is_best:
+                best = (path, metrics, report)
+            self.cb.on_checkpoint(state, path, metrics, report, is_best)
+            state.history.append({"epoch": epoch, "step": state.step, **metrics})
+            if control.should_stop:
+                break
+        self.cb.on_train_end(state, control)
+        return TrainResult(state, control.stop_reason, *best)
+
+    def _is_better(self, metrics: dict) -> bool:
+        name = self.cfg.select_checkpoint_by
+        value, higher = metrics[name], METRICS_HIGHER_IS_BETTER[name]
+        if self.state.best_metric is None or (
+                value > self.state.best_metric if higher else value < self.state.best_metric):
+            self.state.best_metric, self.state.best_step = value, self.state.step
+            return True
+        return False
+
+    # -- evaluate ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> tuple[dict, dict]:
+        """Validation loss, accuracy, macro-F1 (metrics) and the full report."""
+        self.model.eval()
+        order = list(range(len(self.val_data)))
+        loss_sum, preds = 0.0, []
+        for inputs, labels in D.batches(self.val_data, order, self.cfg.hp("eval_batch_size"),
+                                        self.pad_id):
+            logits = self.model(**{k: v.to(self.device) for k, v in inputs.items()})
+            loss_sum += torch.nn.functional.cross_entropy(
+                logits.float(), labels.to(self.device), reduction="sum").item()
+            preds.extend(logits.argmax(-1).tolist())
+        report = classification_report(self.val_data.labels, preds, self.cfg.labels)
+        n = max(len(self.val_data), 1)
+        metrics = {"val_loss": loss_sum / n, "val_accuracy": report["accuracy"],
+                   "val_macro_f1": report["macro_f1"]}
+        return metrics, report
+
+    # -- checkpoint --------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        """Export the current weights as a loadable directory under work_dir."""
+        path = self.work_dir / f"step-{self.state.step:08d}"
+        export(self.model, self.tokenizer, self.cfg.labels, path,
+               {"method": self.cfg.method, "max_length": self.cfg.hp("max_length"),
+                "step": self.state.step, "epoch": self.state.epoch})
+        return path
+
+    def cleanup(self) -> None:
+        """Drop the model and optimizer so a long-lived worker gives their memory back."""
+        for attr in ("model", "optimizer", "scheduler", "train_data", "val_data"):
+            self.__dict__.pop(attr, None)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,13 @@
+"""SQLAlchemy tables, one file per table, all on one metadata."""
+from app.models.base import Base
+from app.models.checkpoint import Checkpoint
+from app.models.dataset import Dataset
+from app.models.job import ACTIVE_STATUSES, FINAL_STATUSES, Job
+from app.models.job_event import JobEvent
+from app.models.job_metric import JobMetric
+from app.models.model import Model
+
+__all__ = [
+    "ACTIVE_STATUSES", "FINAL_STATUSES", "Base", "Checkpoint", "Dataset", "Job", "JobEvent",
+    "JobMetric", "Model",
+]

@@ -1,0 +1,39 @@
+from datetime import datetime
+
+from sqlalchemy import Float, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, TenantOwned
+
+ACTIVE_STATUSES = ("queued", "running", "cancelling")
+FINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+
+class Job(TenantOwned, Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    base_model: Mapped[str] = mapped_column(String(255))
+    training_dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
+    validation_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"))
+    validation_split: Mapped[float] = mapped_column(Float)
+    method: Mapped[str] = mapped_column(String(16))
+    hyperparameters: Mapped[dict]
+    early_stopping: Mapped[dict | None]
+    select_checkpoint_by: Mapped[str] = mapped_column(String(64))
+    seed: Mapped[int] = mapped_column(Integer)
+    suffix: Mapped[str | None] = mapped_column(String(64))
+    user_metadata: Mapped[dict] = mapped_column("metadata")
+    progress: Mapped[dict | None]
+    metrics: Mapped[dict | None]
+    error: Mapped[dict | None]
+    model_id: Mapped[str | None] = mapped_column(String(40))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Lease: the worker that runs the job and until when its claim holds without a heartbeat.
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[datetime | None]
+    lease_expires_at: Mapped[datetime | None]
+    enqueued_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]

@@ -1,0 +1,55 @@
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.schemas import ApiModel, Timestamp
+
+
+class ModelOut(ApiModel):
+    object: Literal["model"] = "model"
+    id: str
+    name: str
+    task: str
+    labels: list[str]
+    base_model: str
+    job: str | None = Field(validation_alias="job_id")
+    checkpoint: str = Field(validation_alias="checkpoint_id")
+    metrics: dict[str, Any]
+    created_at: Timestamp
+
+
+class ModelCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    checkpoint: str = Field(min_length=1, max_length=64)
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+
+
+class PredictIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # The upper bound is a setting (ADAPT_MAX_PREDICT_INPUTS); the service checks it.
+    inputs: list[str] = Field(min_length=1)
+    top_k: int | None = Field(default=None, ge=1, le=1000)
+
+
+class Scored(BaseModel):
+    label: str
+    score: float
+
+
+class Prediction(BaseModel):
+    label: str
+    score: float
+    top: list[Scored]
+
+
+class PredictOut(BaseModel):
+    object: Literal["prediction"] = "prediction"
+    model: str
+    predictions: list[Prediction]
+
+
+class Evaluation(BaseModel):
+    accuracy: float
+    macro_f1: float
+    per_class: dict[str, dict[str, float]]
+    confusion_matrix: dict[str, Any]

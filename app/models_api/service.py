@@ -1,0 +1,65 @@
+"""Models: made from a checkpoint, evaluated on the validation data, serving predictions."""
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.errors import InvalidInput, NotFound
+from app.ids import new_id
+from app.jobs import repository as jobs
+from app.models import Checkpoint, Job, Model
+from app.models_api.inference import model_cache
+from app.pagination import Page, paginate
+from app.storage import LocalStorage
+
+
+def create_from_checkpoint(session: Session, ckpt: Checkpoint, name: str | None = None) -> Model:
+    """A model serving the checkpoint's weights, with the checkpoint's validation report."""
+    job = session.get(Job, ckpt.job_id)
+    meta_labels = (ckpt.evaluation or {}).get("confusion_matrix", {}).get("labels", [])
+    default_name = ":".join(p for p in (job.base_model, job.suffix, ckpt.id) if p)
+    model = Model(id=new_id("mdl"), tenant_id=ckpt.tenant_id, name=name or default_name,
+                  task="text-classification", labels=meta_labels, base_model=job.base_model,
+                  job_id=job.id, checkpoint_id=ckpt.id, metrics=ckpt.metrics,
+                  evaluation=ckpt.evaluation)
+    session.add(model)
+    session.flush()
+    return model
+
+
+def create(session: Session, tenant: str, checkpoint_id: str, name: str | None) -> Model:
+    ckpt = jobs.checkpoint(session, tenant, checkpoint_id)
+    if ckpt is None:
+        raise NotFound(f"No checkpoint with id {checkpoint_id!r}.", param="checkpoint")
+    return create_from_checkpoint(session, ckpt, name)
+
+
+def get(session: Session, tenant: str, model_id: str) -> Model:
+    model = session.get(Model, model_id)
+    if model is None or model.tenant_id != tenant:
+        raise NotFound(f"No model with id {model_id!r}.", param="id")
+    return model
+
+
+def list_page(session: Session, tenant: str, page: Page) -> tuple[list[Model], bool]:
+    return paginate(session, select(Model).where(Model.tenant_id == tenant), Model.id, page)
+
+
+def delete(session: Session, tenant: str, model_id: str) -> Model:
+    model = get(session, tenant, model_id)
+    session.delete(model)
+    model_cache().drop(model.id)
+    return model
+
+
+def predict(session: Session, storage: LocalStorage, settings: Settings, tenant: str,
+            model_id: str, inputs: list[str], top_k: int | None) -> dict:
+    model = get(session, tenant, model_id)
+    if len(inputs) > settings.max_predict_inputs:
+        raise InvalidInput(f"At most {settings.max_predict_inputs} inputs per request; got "
+                           f"{len(inputs)}.", param="inputs", code="too_many_inputs")
+    if any(not isinstance(t, str) or not t.strip() for t in inputs):
+        raise InvalidInput("Every input must be a non-empty string.", param="inputs")
+    ckpt = session.get(Checkpoint, model.checkpoint_id)
+    predictor = model_cache().get(model.id, storage.local_path(ckpt.storage_key))
+    preds = predictor.predict(inputs, top_k or min(len(predictor.labels), 5))
+    return {"object": "prediction", "model": model.id, "predictions": preds}

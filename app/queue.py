@@ -1,0 +1,45 @@
+"""The API's side of the queue: it sends tasks by name and never imports the worker code."""
+import logging
+from functools import lru_cache
+
+from celery import Celery
+
+from app.config import get_settings
+
+log = logging.getLogger(__name__)
+
+TRAIN_TASK = "adapt.train_job"
+TRAIN_QUEUE = "training"
+
+
+def broker_options(url: str, visibility_timeout_s: int) -> dict:
+    """Transport options for the broker URL."""
+    if url.startswith("sqla+"):
+        # The SQLAlchemy transport hands its options to create_engine; it has no visibility
+        # timeout (a fetched message is never redelivered), so the database reconciler is the net.
+        return {}
+    # Redis redelivers an unacknowledged task after the visibility timeout: it must exceed the
+    # longest job, or a second worker would start the same job (the claim stops it anyway).
+    return {"visibility_timeout": visibility_timeout_s}
+
+
+@lru_cache
+def producer() -> Celery:
+    settings = get_settings()
+    app = Celery("adapt-api", broker=settings.resolved_broker_url)
+    app.conf.update(broker_transport_options=broker_options(settings.resolved_broker_url,
+                                                                    settings.visibility_timeout_s),
+                    broker_connection_retry_on_startup=True, task_default_queue=TRAIN_QUEUE)
+    return app
+
+
+def send_training(job_id: str) -> bool:
+    """Send the job's task; False (logged) when the broker is unreachable — the job row stays
+    queued and the reconciler sends it again."""
+    try:
+        producer().send_task(TRAIN_TASK, args=[job_id], queue=TRAIN_QUEUE,
+                             retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2})
+        return True
+    except Exception as exc:  # noqa: BLE001 - any broker failure leaves the row to the reconciler
+        log.warning("could not send job %s to the broker: %s", job_id, exc)
+        return False

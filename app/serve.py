@@ -1,0 +1,61 @@
+"""`adapt-serve`: apply migrations, start a Celery worker process (unless told not to), run the API.
+
+On the embedded default this needs nothing else: SQLite, local files, and Celery's SQLAlchemy
+transport on a SQLite file as the broker.
+"""
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+
+import uvicorn
+
+from app.config import get_settings
+from app.migrate import upgrade
+
+log = logging.getLogger("adapt.serve")
+
+
+def worker_command(loglevel: str = "INFO") -> list[str]:
+    """The worker: one solo process per device, taking one task at a time from the queue."""
+    return [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool=solo",
+            "--concurrency=1", "-Q", "training", f"--loglevel={loglevel}", "--without-gossip",
+            "--without-mingle", "--without-heartbeat"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="adapt-serve", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--no-worker", action="store_true", help="run the API only")
+    parser.add_argument("--worker-only", action="store_true", help="run a worker only")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    log.info("database %s is at the newest migration", settings.resolved_database_url)
+    if args.worker_only:
+        os.execv(sys.executable, worker_command())
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("listening on %s without API keys: anyone who reaches this port can use the "
+                    "service", args.host)
+    else:
+        log.info("auth is off: single-user mode, bound to %s only", args.host)
+    worker = None if args.no_worker else subprocess.Popen(worker_command())
+    try:
+        uvicorn.run("app.main:app", host=args.host, port=args.port, log_level="info")
+    finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+
+
+if __name__ == "__main__":
+    main()

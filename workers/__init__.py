@@ -1,0 +1,1 @@
+"""Celery glue: the app, thin tasks that take ids, and the runner that drives a recipe."""

@@ -1,0 +1,32 @@
+"""The worker's Celery app, configured from the same Settings as the API."""
+import logging
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from app.config import get_settings
+from app.queue import TRAIN_QUEUE, broker_options
+
+settings = get_settings()
+celery = Celery("adapt", broker=settings.resolved_broker_url, include=["workers.tasks"])
+celery.conf.update(
+    task_default_queue=TRAIN_QUEUE,
+    # A task is acknowledged only when it finishes: a worker that dies leaves it for redelivery,
+    # and the database claim makes that redelivery harmless.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_ignore_result=True,
+    broker_transport_options=broker_options(settings.resolved_broker_url,
+                                            settings.visibility_timeout_s),
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
+
+
+@worker_process_init.connect
+def _quiet_progress_bars(**_kwargs) -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    logging.getLogger("transformers").setLevel(logging.ERROR)
