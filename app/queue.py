@@ -33,13 +33,24 @@ def producer() -> Celery:
     return app
 
 
-def send_training(job_id: str) -> bool:
+def send_training(job_id: str, countdown: float = 0) -> bool:
     """Send the job's task; False (logged) when the broker is unreachable — the job row stays
-    queued and the reconciler sends it again."""
+    queued and the worker's reconciler sends it again."""
     try:
         producer().send_task(TRAIN_TASK, args=[job_id], queue=TRAIN_QUEUE,
+                             countdown=countdown or None,
                              retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2})
         return True
     except Exception as exc:  # noqa: BLE001 - any broker failure leaves the row to the reconciler
         log.warning("could not send job %s to the broker: %s", job_id, exc)
         return False
+
+
+def queue_size() -> int | None:
+    """Messages waiting in the training queue (None when the broker can't say)."""
+    try:
+        with producer().connection_for_write() as conn:
+            return conn.default_channel.queue_declare(queue=TRAIN_QUEUE, passive=True).message_count
+    except Exception as exc:  # noqa: BLE001 - an unknown count means "re-send to be safe"
+        log.warning("could not read the queue size: %s", exc)
+        return None

@@ -1,11 +1,10 @@
 """A callback that writes what the recipe observes onto the job's rows, and requests a stop when
-the job is cancelled."""
+the job is cancelled, its worker is shutting down, or its lease was lost."""
 import logging
 import time
-from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import update
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -14,11 +13,12 @@ from app.ids import new_id
 from app.jobs import events
 from app.ml.callbacks import Callback, Control, TrainState
 from app.models import Checkpoint, Job, JobMetric
-from app.models.base import utcnow
 from app.storage import LocalStorage
+from workers import shutdown
+from workers.lease import Lease, fenced
 
 log = logging.getLogger(__name__)
-LEASE_S = 120  # a running job's claim lasts this long past its last heartbeat
+CANCEL_POLL_S = 0.25  # how often the job row is read for a cancel request
 
 
 def insert_metrics(session: Session, job_id: str, step: int, epoch: float, values: dict) -> None:
@@ -31,75 +31,91 @@ def insert_metrics(session: Session, job_id: str, step: int, epoch: float, value
         index_elements=["job_id", "step", "name"]))
 
 
+def progress_of(state: TrainState) -> dict:
+    remaining = state.total_steps - state.step
+    rate = state.elapsed_s / state.step if state.step else None
+    return {"epoch": state.epoch, "epochs": state.epochs, "step": state.step,
+            "total_steps": state.total_steps,
+            "eta_seconds": round(rate * remaining, 1) if rate is not None else None,
+            "samples_per_second": round(state.samples_seen / state.elapsed_s, 2)
+            if state.elapsed_s else None}
+
+
 class JobRecorder(Callback):
-    def __init__(self, job_id: str, tenant: str, worker_id: str, storage: LocalStorage,
+    def __init__(self, job_id: str, tenant: str, lease: Lease, storage: LocalStorage,
                  interval_s: float):
-        self.job_id, self.tenant, self.worker_id = job_id, tenant, worker_id
+        self.job_id, self.tenant, self.lease = job_id, tenant, lease
         self.storage, self.interval_s = storage, interval_s
-        self._last_write = 0.0
-        self.checkpoints: list[str] = []
-        self.best_checkpoint: str | None = None
+        self._last_write = self._last_poll = 0.0
 
-    def _progress(self, state: TrainState) -> dict:
-        remaining = state.total_steps - state.step
-        rate = state.elapsed_s / state.step if state.step else None
-        return {"epoch": state.epoch, "epochs": state.epochs, "step": state.step,
-                "total_steps": state.total_steps,
-                "eta_seconds": round(rate * remaining, 1) if rate is not None else None,
-                "samples_per_second": round(state.samples_seen / state.elapsed_s, 2)
-                if state.elapsed_s else None}
-
-    def _heartbeat(self, session: Session, state: TrainState) -> str:
-        """Write progress and extend the lease; returns the job's current status."""
-        now = utcnow()
-        session.execute(update(Job).where(Job.id == self.job_id).values(
-            progress=self._progress(state), heartbeat_at=now,
-            lease_expires_at=now + timedelta(seconds=LEASE_S)))
-        return session.get(Job, self.job_id, populate_existing=True).status
+    def _fenced(self):
+        return fenced(self.job_id, self.lease.attempt)
 
     def on_train_begin(self, state: TrainState, control: Control) -> None:
         with session_scope() as s:
-            self._heartbeat(s, state)
+            s.execute(self._fenced().values(progress=progress_of(state)))
             events.record(s, self.job_id, f"training {state.epochs} epoch(s), "
-                          f"{state.total_steps} steps", data=self._progress(state))
+                          f"{state.total_steps} steps", data=progress_of(state))
 
     def on_step_end(self, state: TrainState, control: Control) -> None:
-        now = time.monotonic()
-        if now - self._last_write < self.interval_s and state.step != state.total_steps:
+        if shutdown.requested.is_set():
+            control.should_save = True
+            control.stop("shutdown")
             return
-        self._last_write = now
+        if self.lease.lost.is_set():
+            control.stop("lease_lost")
+            return
+        now = time.monotonic()
+        write = now - self._last_write >= self.interval_s or state.step == state.total_steps
+        if not write and now - self._last_poll < CANCEL_POLL_S:
+            return
+        self._last_poll = now
         with session_scope() as s:
-            status = self._heartbeat(s, state)
-            epoch = (state.epoch - 1) + (state.step - (state.epoch - 1) * state.steps_per_epoch) \
-                / state.steps_per_epoch
-            insert_metrics(s, self.job_id, state.step, round(epoch, 4),
-                           {"train_loss": state.train_loss})
-        if status != "running":
+            if write:
+                self._last_write = now
+                if not s.execute(self._fenced().values(progress=progress_of(state))).rowcount:
+                    self.lease.lost.set()
+                epoch_frac = (state.epoch - 1) + (
+                    state.step - (state.epoch - 1) * state.steps_per_epoch) / state.steps_per_epoch
+                insert_metrics(s, self.job_id, state.step, round(epoch_frac, 4),
+                               {"train_loss": state.train_loss})
+            status, attempt = s.execute(select(Job.status, Job.attempts)
+                                        .where(Job.id == self.job_id)).one()
+        if attempt != self.lease.attempt or status not in ("running", "cancelling"):
+            control.stop("lease_lost")
+        elif status == "cancelling":
             control.stop("cancelled")
 
     def on_evaluate(self, state: TrainState, metrics: dict, report: dict, control: Control) -> None:
         with session_scope() as s:
             insert_metrics(s, self.job_id, state.step, state.epoch, metrics)
-            s.execute(update(Job).where(Job.id == self.job_id).values(metrics=metrics))
+            s.execute(self._fenced().values(metrics=metrics, progress=progress_of(state)))
             events.record(s, self.job_id, f"epoch {state.epoch}/{state.epochs} done: " + ", ".join(
                 f"{k} {v:.4f}" for k, v in sorted(metrics.items())), type="metrics",
                 data={"epoch": state.epoch, "step": state.step, **metrics})
 
     def on_checkpoint(self, state: TrainState, path: Path, metrics: dict, report: dict,
                       is_best: bool) -> None:
-        ckpt_id = new_id("ckpt")
-        key = f"checkpoints/{self.tenant}/{self.job_id}/{ckpt_id}"
-        size = self.storage.put_dir(key, path)
         with session_scope() as s:
+            # A re-run of the same epoch (resumed after a kill) replaces, never duplicates.
+            ckpt = s.scalars(select(Checkpoint).where(Checkpoint.job_id == self.job_id,
+                                                      Checkpoint.step == state.step)).first()
+            ckpt_id = ckpt.id if ckpt else new_id("ckpt")
+            key = f"checkpoints/{self.tenant}/{self.job_id}/{ckpt_id}"
+            size = self.storage.put_dir(key, path)
             if is_best:
-                s.execute(update(Checkpoint).where(Checkpoint.job_id == self.job_id)
-                          .values(is_best=False))
-            s.add(Checkpoint(id=ckpt_id, tenant_id=self.tenant, job_id=self.job_id,
-                             step=state.step, epoch=state.epoch, metrics=metrics,
-                             evaluation=report, is_best=is_best, bytes=size, storage_key=key))
+                for other in s.scalars(select(Checkpoint).where(Checkpoint.job_id == self.job_id)):
+                    other.is_best = False
+            if ckpt is None:
+                s.add(Checkpoint(id=ckpt_id, tenant_id=self.tenant, job_id=self.job_id,
+                                 step=state.step, epoch=state.epoch, metrics=metrics,
+                                 evaluation=report, is_best=is_best, bytes=size, storage_key=key))
+            else:
+                ckpt.metrics, ckpt.evaluation, ckpt.is_best, ckpt.bytes = (
+                    metrics, report, is_best, size)
             events.record(s, self.job_id, f"checkpoint {ckpt_id} saved at step {state.step}"
                           + (" (best so far)" if is_best else ""),
                           data={"checkpoint": ckpt_id, "step": state.step, "is_best": is_best})
-        self.checkpoints.append(ckpt_id)
-        if is_best:
-            self.best_checkpoint = ckpt_id
+
+    def on_resume_saved(self, state: TrainState, path: Path) -> None:
+        log.info("job %s: resume checkpoint at step %s", self.job_id, state.step)

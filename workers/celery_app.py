@@ -2,7 +2,7 @@
 import logging
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_ready
 
 from app.config import get_settings
 from app.queue import TRAIN_QUEUE, broker_options
@@ -24,9 +24,15 @@ celery.conf.update(
 )
 
 
-@worker_process_init.connect
-def _quiet_progress_bars(**_kwargs) -> None:
+@worker_ready.connect
+def _on_ready(**_kwargs) -> None:
+    """Quiet the progress bars, trap SIGTERM, and start the maintenance thread."""
     from transformers.utils import logging as hf_logging
+
+    from workers import shutdown
+    from workers.maintenance import Maintenance
 
     hf_logging.disable_progress_bar()
     logging.getLogger("transformers").setLevel(logging.ERROR)
+    shutdown.install()
+    Maintenance(get_settings().reconcile_interval_s).start()

@@ -1,4 +1,7 @@
-"""Runs one job: claim the row, train with the recipe, write the outcome onto the row."""
+"""Runs one job: claim the row, train with the recipe (resuming where an earlier attempt left
+off), and write the outcome onto the row. Transient errors re-queue with backoff; deterministic
+ones fail at once with a clear error."""
+import errno
 import logging
 import shutil
 import tempfile
@@ -6,13 +9,17 @@ from datetime import timedelta
 from pathlib import Path
 
 import torch
-from sqlalchemy import update
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
 
+from app import queue
 from app.base_models import catalog
 from app.config import get_settings
 from app.datasets.parsing import DatasetInvalid, read_examples
 from app.db import session_scope
 from app.jobs import events
+from app.ml import checkpointing
+from app.ml.callbacks import PeriodicSave
 from app.ml.config import TrainConfig
 from app.ml.data import stratified_split
 from app.ml.recipe import TextClassificationRecipe, TrainResult
@@ -20,9 +27,12 @@ from app.models import Checkpoint, Dataset, Job
 from app.models.base import utcnow
 from app.models_api.service import create_from_checkpoint
 from app.storage import get_storage
-from workers.callbacks import LEASE_S, JobRecorder
+from workers.callbacks import JobRecorder
+from workers.lease import Lease, fenced
 
 log = logging.getLogger(__name__)
+TRANSIENT_ERRNOS = {errno.EIO, errno.ESTALE, errno.ETIMEDOUT, errno.ECONNRESET,
+                    errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH}
 
 
 class JobFailed(Exception):
@@ -33,38 +43,60 @@ class JobFailed(Exception):
         self.code, self.message = code, message
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Errors that may pass: the database, broker or storage being unreachable for a while."""
+    if isinstance(exc, OperationalError | ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
+
+
 def resolve_device(setting: str) -> str:
     if setting == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return setting
 
 
-def claim(job_id: str, worker_id: str) -> bool:
-    """Conditional update queued → running: exactly one delivery of a job gets True."""
+def claim(job_id: str, worker_id: str, lease_s: float) -> int | None:
+    """Conditional update queued → running: exactly one delivery gets the attempt number."""
     now = utcnow()
     with session_scope() as s:
         claimed = s.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(
             status="running", worker_id=worker_id, attempts=Job.attempts + 1, heartbeat_at=now,
-            lease_expires_at=now + timedelta(seconds=LEASE_S), started_at=now)).rowcount == 1
-        if claimed:
-            job = s.get(Job, job_id)
-            events.record(s, job_id, f"job started on {worker_id} (attempt {job.attempts})",
-                          type="status", data={"status": "running", "attempt": job.attempts})
-    return claimed
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            started_at=now)).rowcount == 1
+        if not claimed:
+            return None
+        attempt = s.scalar(select(Job.attempts).where(Job.id == job_id))
+        events.record(s, job_id, f"job started on {worker_id} (attempt {attempt})",
+                      type="status", data={"status": "running", "attempt": attempt})
+    return attempt
 
 
-def finish(job_id: str, status: str, message: str, **values) -> None:
-    """Write the final status (only over running/cancelling: a finished job stays finished)."""
+def finish(job_id: str, attempt: int, status: str, message: str, **values) -> bool:
+    """Write the final status, only while this attempt owns the job (a finished job stays so)."""
     with session_scope() as s:
-        done = s.execute(update(Job).where(Job.id == job_id,
-                                           Job.status.in_(("running", "cancelling")))
-                         .values(status=status, finished_at=utcnow(), lease_expires_at=None,
-                                 **values)).rowcount
+        done = s.execute(fenced(job_id, attempt).values(
+            status=status, finished_at=utcnow(), lease_expires_at=None, **values)).rowcount
         if done:
             events.record(s, job_id, message, type="status",
                           level="error" if status == "failed" else "info",
                           data={"status": status, **({"error": values["error"]}
                                                      if "error" in values else {})})
+    return bool(done)
+
+
+def requeue(job_id: str, attempt: int, message: str, countdown: float = 0) -> None:
+    """Give the job back to the queue (same id; the next attempt resumes from its checkpoint)."""
+    with session_scope() as s:
+        done = s.execute(fenced(job_id, attempt).where(Job.status == "running").values(
+            status="queued", worker_id=None, lease_expires_at=None,
+            enqueued_at=utcnow())).rowcount
+        if done:
+            events.record(s, job_id, message, type="status", data={"status": "queued"})
+    if done:
+        queue.send_training(job_id, countdown=countdown)
 
 
 def _load_data(job: Job, train_ds: Dataset, val_ds: Dataset | None):
@@ -80,10 +112,17 @@ def _load_data(job: Job, train_ds: Dataset, val_ds: Dataset | None):
             [y[i] for i in va]
     vt, vl = read_examples(storage.local_path(val_ds.storage_key), val_ds.format,
                            val_ds.text_column, val_ds.label_column)
+    unknown = sorted(set(vl) - set(index))
+    if unknown:
+        raise JobFailed("dataset_invalid", f"Validation labels not in training: {unknown[:5]}")
     return names, texts, y, vt, [index[label] for label in vl]
 
 
-def _train(job_id: str, worker_id: str, work_dir: Path) -> tuple[TrainResult, JobRecorder]:
+def resume_dir(job: Job) -> Path:
+    return get_storage().local_path(f"jobs/{job.tenant_id}/{job.id}/resume")
+
+
+def _train(job_id: str, lease: Lease, work_dir: Path) -> TrainResult:
     settings = get_settings()
     with session_scope() as s:
         job = s.get(Job, job_id)
@@ -97,55 +136,100 @@ def _train(job_id: str, worker_id: str, work_dir: Path) -> tuple[TrainResult, Jo
                           select_checkpoint_by=job.select_checkpoint_by,
                           early_stopping=job.early_stopping,
                           device=resolve_device(settings.worker_device), labels=names)
-        tenant = job.tenant_id
-    recorder = JobRecorder(job_id, tenant, worker_id, get_storage(), settings.progress_interval_s)
-    recipe = TextClassificationRecipe(cfg, Path(entry.path), work_dir, [recorder])
+        tenant, resume_root = job.tenant_id, resume_dir(job)
+    recorder = JobRecorder(job_id, tenant, lease, get_storage(), settings.progress_interval_s)
+    saver = PeriodicSave(settings.checkpoint_every_steps, settings.checkpoint_every_s)
+    recipe = TextClassificationRecipe(cfg, Path(entry.path), work_dir, [saver, recorder],
+                                      resume_dir=resume_root,
+                                      keep_last=settings.keep_last_checkpoints)
     try:
         recipe.setup(tx, ty, vx, vy)
-        return recipe.train(), recorder
+        if last := checkpointing.latest(resume_root):
+            recipe.resume(last)
+            with session_scope() as s:
+                st = recipe.state
+                events.record(s, job_id, f"resumed from step {st.step}/{st.total_steps} "
+                              f"(epoch {st.epoch}) on attempt {lease.attempt}",
+                              data={"step": st.step, "attempt": lease.attempt})
+        return recipe.train()
     finally:
         recipe.cleanup()
 
 
-def _succeed(job_id: str, result: TrainResult, recorder: JobRecorder) -> None:
+def _succeed(job_id: str, attempt: int, result: TrainResult) -> None:
     with session_scope() as s:
-        ckpt = s.get(Checkpoint, recorder.best_checkpoint)
+        ckpt = s.scalars(select(Checkpoint).where(Checkpoint.job_id == job_id,
+                                                  Checkpoint.is_best)).first()
+        if ckpt is None:
+            raise JobFailed("no_checkpoint", "Training ended before the first evaluation.")
         model = create_from_checkpoint(s, ckpt)
-        s.flush()
-        model_id, metrics = model.id, ckpt.metrics
-    why = " (early stopping)" if result.stop_reason == "early_stopping" else ""
-    finish(job_id, "succeeded", f"job succeeded{why}: model {model_id} from checkpoint "
-           f"{ckpt.id}", model_id=model_id, metrics=metrics, error=None)
+        why = " (early stopping)" if result.stop_reason == "early_stopping" else ""
+        done = s.execute(fenced(job_id, attempt).values(
+            status="succeeded", finished_at=utcnow(), lease_expires_at=None, model_id=model.id,
+            metrics=ckpt.metrics, error=None)).rowcount
+        if not done:  # the lease was lost meanwhile: the new owner finishes the job
+            s.rollback()
+            return
+        events.record(s, job_id, f"job succeeded{why}: model {model.id} from checkpoint "
+                      f"{ckpt.id}", type="status", data={"status": "succeeded"})
+
+
+def _fail(job_id: str, attempt: int, code: str, message: str) -> None:
+    finish(job_id, attempt, "failed", f"job failed: {message}",
+           error={"code": code, "message": message})
+
+
+def _outcome(job_id: str, attempt: int, result: TrainResult) -> None:
+    reason = result.stop_reason
+    if reason == "cancelled":
+        finish(job_id, attempt, "cancelled", "job cancelled")
+    elif reason == "shutdown":
+        requeue(job_id, attempt, f"worker shutting down: checkpoint at step {result.state.step} "
+                "saved, job re-queued")
+    elif reason == "lease_lost":
+        log.warning("job %s attempt %s lost its lease: stopped", job_id, attempt)
+    else:
+        _succeed(job_id, attempt, result)
 
 
 def run_job(job_id: str, worker_id: str) -> None:
     """Claim and run the job; every outcome ends on the job row."""
-    if not claim(job_id, worker_id):
+    settings = get_settings()
+    attempt = claim(job_id, worker_id, settings.lease_s)
+    if attempt is None:
         log.info("job %s is not queued (already claimed, cancelled or gone): skipping", job_id)
         return
+    if attempt > settings.max_attempts:
+        return _fail(job_id, attempt, "too_many_attempts",
+                     f"Gave up after {settings.max_attempts} attempts (see the job's events).")
+    lease = Lease(job_id, attempt, settings.lease_s).start()
     work_dir = Path(tempfile.mkdtemp(prefix=f"{job_id}-"))
     try:
-        result, recorder = _train(job_id, worker_id, work_dir)
-        if result.stop_reason == "cancelled":
-            finish(job_id, "cancelled", "job cancelled")
-        elif recorder.best_checkpoint is None:
-            raise JobFailed("no_checkpoint", "Training ended before the first evaluation.")
-        else:
-            _succeed(job_id, result, recorder)
+        _outcome(job_id, attempt, _train(job_id, lease, work_dir))
     except JobFailed as exc:
-        finish(job_id, "failed", f"job failed: {exc.message}",
-               error={"code": exc.code, "message": exc.message})
+        _fail(job_id, attempt, exc.code, exc.message)
     except DatasetInvalid as exc:
-        finish(job_id, "failed", f"job failed: {exc.message}",
-               error={"code": "dataset_invalid", "message": exc.message})
+        _fail(job_id, attempt, "dataset_invalid", exc.message)
     except torch.OutOfMemoryError:
-        msg = "Out of memory: lower hyperparameters.batch_size or max_length."
-        finish(job_id, "failed", f"job failed: {msg}", error={"code": "out_of_memory",
-                                                               "message": msg})
+        _fail(job_id, attempt, "out_of_memory",
+              "Out of memory: lower hyperparameters.batch_size or max_length.")
     except Exception as exc:
-        log.exception("job %s failed", job_id)
-        msg = f"Training failed: {exc.__class__.__name__}: {exc}"[:1000]
-        finish(job_id, "failed", f"job failed: {msg}", error={"code": "training_error",
-                                                               "message": msg})
+        _handle_unexpected(job_id, attempt, exc, settings.max_attempts)
     finally:
+        lease.stop()
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _handle_unexpected(job_id: str, attempt: int, exc: Exception, max_attempts: int) -> None:
+    if is_transient(exc) and attempt < max_attempts:
+        delay = min(300.0, 5.0 * 2 ** (attempt - 1))
+        log.warning("job %s: transient error, retrying in %.0fs: %s", job_id, delay, exc)
+        try:
+            requeue(job_id, attempt, f"transient error ({exc.__class__.__name__}: "
+                    f"{str(exc)[:200]}); retrying in {delay:.0f}s", countdown=delay)
+        except Exception:  # noqa: BLE001 - the database is down: the lease expiry re-queues
+            log.exception("job %s: could not re-queue; its lease will expire", job_id)
+        return
+    log.exception("job %s failed", job_id)
+    _fail(job_id, attempt, "training_error",
+          f"Training failed: {exc.__class__.__name__}: {exc}"[:1000])

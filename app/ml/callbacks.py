@@ -1,4 +1,5 @@
 """Callbacks observe the training state and only request actions through Control; the loop acts."""
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,8 @@ class TrainState:
 @dataclass
 class Control:
     should_stop: bool = False
-    stop_reason: str | None = None  # "cancelled", "early_stopping", …
+    stop_reason: str | None = None  # "cancelled", "early_stopping", "shutdown", …
+    should_save: bool = False       # write a resume checkpoint after this step
 
     def stop(self, reason: str) -> None:
         self.should_stop, self.stop_reason = True, reason
@@ -34,6 +36,7 @@ class Callback:
     def on_checkpoint(self, state: TrainState, path: Path, metrics: dict, report: dict,
                       is_best: bool) -> None: ...
     def on_train_end(self, state: TrainState, control: Control) -> None: ...
+    def on_resume_saved(self, state: TrainState, path: Path) -> None: ...
 
 
 class CallbackList(Callback):
@@ -49,6 +52,7 @@ class CallbackList(Callback):
     def on_evaluate(self, *args) -> None: self._each("on_evaluate", *args)
     def on_checkpoint(self, *args) -> None: self._each("on_checkpoint", *args)
     def on_train_end(self, *args) -> None: self._each("on_train_end", *args)
+    def on_resume_saved(self, *args) -> None: self._each("on_resume_saved", *args)
 
 
 class EarlyStopping(Callback):
@@ -59,6 +63,13 @@ class EarlyStopping(Callback):
         self.best: float | None = None
         self.bad = 0
 
+    def on_train_begin(self, state: TrainState, control: Control) -> None:
+        # A resumed run replays the evaluations it already made, so it stops where the
+        # uninterrupted run would have.
+        self.best, self.bad = None, 0
+        for past in state.history:
+            self.on_evaluate(state, past, {}, Control())
+
     def on_evaluate(self, state: TrainState, metrics: dict, report: dict, control: Control) -> None:
         value = metrics[self.metric]
         improved = self.best is None or (value > self.best if self.higher else value < self.best)
@@ -68,3 +79,21 @@ class EarlyStopping(Callback):
         self.bad += 1
         if self.bad >= self.patience:
             control.stop("early_stopping")
+
+
+class PeriodicSave(Callback):
+    """Requests a resume checkpoint every `every_steps` steps and/or `every_s` seconds."""
+
+    def __init__(self, every_steps: int = 0, every_s: float = 0.0):
+        self.every_steps, self.every_s = every_steps, every_s
+        self._last = 0.0
+
+    def on_train_begin(self, state: TrainState, control: Control) -> None:
+        self._last = time.monotonic()
+
+    def on_step_end(self, state: TrainState, control: Control) -> None:
+        now = time.monotonic()
+        if (self.every_steps and state.step % self.every_steps == 0) or (
+                self.every_s and now - self._last >= self.every_s):
+            control.should_save = True
+            self._last = now

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
 
+from app.ml import checkpointing
 from app.ml import data as D
 from app.ml.callbacks import Callback, CallbackList, Control, EarlyStopping, TrainState
 from app.ml.config import METRICS_HIGHER_IS_BETTER, TrainConfig
@@ -36,8 +37,10 @@ def seed_everything(seed: int) -> None:
 
 class TextClassificationRecipe:
     def __init__(self, config: TrainConfig, base_dir: Path, work_dir: Path,
-                 callbacks: list[Callback] | None = None):
+                 callbacks: list[Callback] | None = None, resume_dir: Path | None = None,
+                 keep_last: int = 2):
         self.cfg, self.base_dir, self.work_dir = config, Path(base_dir), Path(work_dir)
+        self.resume_dir, self.keep_last = resume_dir, keep_last
         self.callbacks = list(callbacks or [])
         es = config.early_stopping
         if es:
@@ -70,55 +73,86 @@ class TextClassificationRecipe:
         self.state = TrainState(epochs=hp["epochs"], total_steps=total,
                                 steps_per_epoch=self.steps_per_epoch)
         self.device = device
+        self._trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self._position: tuple = (1, 0, (0.0, 0))  # (epoch, next batch, running loss of epoch)
+        self._best: tuple = (None, None, None)
 
     # -- train -------------------------------------------------------------------------------
     def train(self) -> TrainResult:
-        """Run every epoch (or until a callback requests a stop); evaluate and checkpoint each."""
+        """Run every epoch (or until a callback requests a stop); evaluate and checkpoint each.
+        After resume(), it continues from the saved step as if never interrupted."""
         hp, state, control = self.cfg.hyperparameters, self.state, Control()
         loss_fn = torch.nn.CrossEntropyLoss()
-        best = (None, None, None)
+        first_epoch, first_batch, (loss_sum, loss_n) = self._position
         self.cb.on_train_begin(state, control)
-        for epoch in range(1, hp["epochs"] + 1):
+        for epoch in range(first_epoch, hp["epochs"] + 1):
             state.epoch = epoch
             self.model.train()
             order = D.epoch_order(len(self.train_data), self.cfg.seed, epoch)
-            loss_sum, loss_n = 0.0, 0
+            batch_idx = first_batch if epoch == first_epoch else 0
+            if epoch != first_epoch:
+                loss_sum, loss_n = 0.0, 0
             t0 = time.perf_counter()
-            for inputs, labels in D.batches(self.train_data, order, hp["batch_size"], self.pad_id):
+            for inputs, labels in D.batches(self.train_data, order, hp["batch_size"], self.pad_id,
+                                            start=batch_idx):
                 inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
                 logits = self.model(**inputs)
                 loss = loss_fn(logits, labels.to(self.device))
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(
-                    [p for g in self.optimizer.param_groups for p in g["params"]], 1.0)
+                torch.nn.utils.clip_grad_norm_(self._trainable, 1.0)
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss_sum, loss_n = loss_sum + loss.item() * len(labels), loss_n + len(labels)
+                batch_idx += 1
                 state.step += 1
                 state.samples_seen += len(labels)
                 state.train_loss = loss_sum / loss_n
                 now = time.perf_counter()
                 state.elapsed_s += now - t0
-                t0 = now
                 self.cb.on_step_end(state, control)
+                if control.should_save:
+                    self._save_resume((epoch, batch_idx, (loss_sum, loss_n)), control)
                 if control.should_stop:
                     break
+                t0 = time.perf_counter()
             if control.should_stop and control.stop_reason != "early_stopping":
-                break  # cancelled mid-epoch: no evaluation of a partial epoch
-            metrics, report = self.evaluate()
-            metrics["train_loss"] = state.train_loss
-            is_best = self._is_better(metrics)
-            self.cb.on_evaluate(state, metrics, report, control)
-            path = self.save_checkpoint()
-            if is_best:
-                best = (path, metrics, report)
-            self.cb.on_checkpoint(state, path, metrics, report, is_best)
-            state.history.append({"epoch": epoch, "step": state.step, **metrics})
+                break  # cancelled or shutting down mid-epoch: no evaluation of a partial epoch
+            self._end_epoch(state, control)
             if control.should_stop:
                 break
+            self._save_resume((epoch + 1, 0, (0.0, 0)), control)
         self.cb.on_train_end(state, control)
-        return TrainResult(state, control.stop_reason, *best)
+        return TrainResult(state, control.stop_reason, *self._best)
+
+    def _end_epoch(self, state: TrainState, control: Control) -> None:
+        metrics, report = self.evaluate()
+        metrics["train_loss"] = state.train_loss
+        is_best = self._is_better(metrics)
+        self.cb.on_evaluate(state, metrics, report, control)
+        path = self.save_checkpoint()
+        if is_best:
+            self._best = (path, metrics, report)
+        self.cb.on_checkpoint(state, path, metrics, report, is_best)
+        state.history.append({"epoch": state.epoch, "step": state.step, **metrics})
+
+    # -- resume ------------------------------------------------------------------------------
+    def _save_resume(self, position: tuple, control: Control) -> None:
+        control.should_save = False
+        if self.resume_dir is None:
+            return
+        epoch, batch, (loss_sum, loss_n) = position
+        path = checkpointing.save(
+            self.resume_dir, model=self.model, optimizer=self.optimizer,
+            scheduler=self.scheduler, state=self.state, keep_last=self.keep_last,
+            position={"epoch": epoch, "batch": batch, "loss_sum": loss_sum, "loss_n": loss_n})
+        self.cb.on_resume_saved(self.state, path)
+
+    def resume(self, path: Path) -> None:
+        """Continue from a resume checkpoint written by an earlier attempt of the same run."""
+        self.state, pos = checkpointing.load(path, model=self.model, optimizer=self.optimizer,
+                                             scheduler=self.scheduler)
+        self._position = (pos["epoch"], pos["batch"], (pos["loss_sum"], pos["loss_n"]))
 
     def _is_better(self, metrics: dict) -> bool:
         name = self.cfg.select_checkpoint_by

@@ -1,0 +1,71 @@
+"""A run killed mid-epoch and resumed from its last resume checkpoint ends with exactly the weights
+of a run that was never interrupted (same seed): weights, optimizer, schedule, RNG, data order."""
+import torch
+
+from app.ml import checkpointing
+from app.ml.callbacks import Callback, PeriodicSave
+from app.ml.config import TrainConfig, resolve_hyperparameters
+from app.ml.recipe import TextClassificationRecipe
+from test_recipe import toy
+
+
+class Crash(Callback):
+    """Stands in for SIGKILL: stops the loop at a step without saving anything more."""
+
+    def __init__(self, at_step):
+        self.at_step = at_step
+
+    def on_step_end(self, state, control):
+        if state.step == self.at_step:
+            control.stop("killed")
+
+
+def recipe(tiny_model, work, method, callbacks, early_stopping=None):
+    cfg = TrainConfig(method=method, labels=["bad", "good"], seed=11,
+                      hyperparameters=resolve_hyperparameters(
+                          method, {"epochs": 3, "batch_size": 8, "learning_rate": 2e-3,
+                                   "dropout": 0.2}),
+                      early_stopping=early_stopping)
+    r = TextClassificationRecipe(cfg, tiny_model, work / "out", callbacks,
+                                 resume_dir=work / "resume", keep_last=2)
+    r.setup(*toy(80, 1), *toy(24, 2))
+    return r
+
+
+def run_killed_and_resumed(tiny_model, tmp_path, method, kill_at):
+    killed = recipe(tiny_model, tmp_path, method, [PeriodicSave(every_steps=4), Crash(kill_at)])
+    assert killed.train().stop_reason == "killed"
+    last = checkpointing.latest(tmp_path / "resume")
+    assert last is not None and last.name == f"step-{(kill_at // 4) * 4:08d}"
+    resumed = recipe(tiny_model, tmp_path, method, [PeriodicSave(every_steps=4)])
+    resumed.resume(last)
+    result = resumed.train()
+    return resumed, result
+
+
+def test_full_resumed_mid_epoch_equals_uninterrupted(tiny_model, tmp_path):
+    straight = recipe(tiny_model, tmp_path / "a", "full", [PeriodicSave(every_steps=4)])
+    expected = straight.train()
+    resumed, result = run_killed_and_resumed(tiny_model, tmp_path / "b", "full", kill_at=14)
+    a, b = dict(straight.model.named_parameters()), dict(resumed.model.named_parameters())
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert result.state.history == expected.state.history  # every metric, exactly
+    assert result.state.step == expected.state.step == 30
+
+
+def test_lora_resumed_equals_uninterrupted(tiny_model, tmp_path):
+    straight = recipe(tiny_model, tmp_path / "a", "lora", [])
+    straight.train()
+    resumed, _ = run_killed_and_resumed(tiny_model, tmp_path / "b", "lora", kill_at=23)
+    a, b = dict(straight.model.named_parameters()), dict(resumed.model.named_parameters())
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_only_the_last_k_resume_checkpoints_are_kept_and_tmp_dirs_never_count(tiny_model,
+                                                                              tmp_path):
+    r = recipe(tiny_model, tmp_path, "head", [PeriodicSave(every_steps=2)])
+    r.train()
+    kept = sorted(p.name for p in (tmp_path / "resume").iterdir())
+    assert kept == ["step-00000028", "step-00000030"]
+    (tmp_path / "resume" / ".tmp-step-00000099-1").mkdir()  # a write that was killed
+    assert checkpointing.latest(tmp_path / "resume").name == "step-00000030"
