@@ -48,9 +48,18 @@ def send_training(job_id: str, countdown: float = 0) -> bool:
 
 def queue_size() -> int | None:
     """Messages waiting in the training queue (None when the broker can't say)."""
+    from kombu.exceptions import ChannelError
+
     try:
-        with producer().connection_for_write() as conn:
-            return conn.default_channel.queue_declare(queue=TRAIN_QUEUE, passive=True).message_count
+        with producer().connection() as conn:  # a fresh connection: a pooled one may be stale
+            conn.ensure_connection(max_retries=3, interval_start=0.2)
+            try:
+                return conn.default_channel.queue_declare(queue=TRAIN_QUEUE,
+                                                          passive=True).message_count
+            except ChannelError as exc:
+                if "NOT_FOUND" in str(exc):  # Redis drops an empty queue's key: nothing waits
+                    return 0
+                raise
     except Exception as exc:  # noqa: BLE001 - an unknown count means "re-send to be safe"
         log.warning("could not read the queue size: %s", exc)
         return None

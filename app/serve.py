@@ -25,6 +25,17 @@ def worker_command(loglevel: str = "INFO") -> list[str]:
             "--without-mingle", "--without-heartbeat"]
 
 
+def _die_with_parent() -> None:
+    """In the worker child: get SIGTERM when adapt-serve dies, however it dies (uvicorn re-raises
+    the signal that stopped it, which ends this process before any `finally` could run)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="adapt-serve", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -45,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
                     "service", args.host)
     else:
         log.info("auth is off: single-user mode, bound to %s only", args.host)
-    worker = None if args.no_worker else subprocess.Popen(worker_command())
+    worker = None if args.no_worker else subprocess.Popen(worker_command(),
+                                                          preexec_fn=_die_with_parent)
     try:
         uvicorn.run("app.main:app", host=args.host, port=args.port, log_level="info")
     finally:

@@ -15,6 +15,7 @@ import argparse
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -48,7 +49,8 @@ def service_run(args) -> dict:
     env = {**os.environ, "ADAPT_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"}
     port = str(args.port)
     proc = subprocess.Popen([sys.executable, "-m", "app.serve", "--port", port], cwd=ROOT, env=env,
-                            stdout=open(data_dir / "serve.log", "w"), stderr=subprocess.STDOUT)
+                            stdout=open(data_dir / "serve.log", "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
@@ -82,8 +84,8 @@ def service_run(args) -> dict:
         return {"samples_per_s": job["progress"]["samples_per_second"],
                 "heldout_accuracy": correct / len(rows), "job_wall_seconds": round(wall, 1),
                 "val_metrics": job["metrics"]}
-    finally:
-        proc.terminate()
+    finally:  # the API and its worker process: the whole process group
+        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
 
 

@@ -24,6 +24,10 @@ os.environ.update({
     "ADAPT_DATA_DIR": str(_TMP / "data"),
     "ADAPT_MODEL_DIRS": str(TINY_MODEL_DIR),
     "ADAPT_PROGRESS_INTERVAL_S": "0.2",
+    # Fast failure detection for the chaos tests: a dead worker's job is re-queued within
+    # lease + reconcile interval (tests/chaos adds a resume checkpoint every few steps).
+    "ADAPT_LEASE_S": "5",
+    "ADAPT_RECONCILE_INTERVAL_S": "1",
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
@@ -101,28 +105,47 @@ def client(environment):
 
 
 class WorkerProcess:
-    """A real Celery worker process (solo pool), as `adapt-serve` starts it."""
+    """A real Celery worker process (solo pool), as `adapt-serve` starts it; restartable."""
 
     def __init__(self, log_path: Path):
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+        self.extra_env: dict[str, str] = {}
+        self.start()
+
+    def start(self) -> None:
         from app.serve import worker_command
 
-        self.log_path = log_path
-        self.log = open(log_path, "w")
-        self.proc = subprocess.Popen(worker_command(), cwd=ROOT, stdout=self.log,
-                                     stderr=subprocess.STDOUT, env=os.environ.copy())
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(worker_command(), cwd=ROOT, stdout=log,
+                                     stderr=subprocess.STDOUT,
+                                     env={**os.environ, **self.extra_env})
         deadline = time.time() + 90
-        while "ready." not in log_path.read_text():
+        while "ready." not in self.log_path.read_text()[offset:]:
             if self.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("worker did not start:\n" + log_path.read_text()[-3000:])
+                raise RuntimeError("worker did not start:\n" + self.log_path.read_text()[-3000:])
             time.sleep(0.2)
 
-    def stop(self) -> None:
+    def kill(self) -> None:
+        """SIGKILL: the process dies at once, mid-step, with no chance to clean up."""
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def sigterm(self, timeout: float = 60) -> float:
+        """SIGTERM and wait for the process to exit; returns the seconds it took."""
+        t0 = time.time()
         self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+        self.proc.wait(timeout=timeout)
+        return time.time() - t0
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
 
 
 @pytest.fixture(scope="session")

@@ -26,3 +26,34 @@ def toy_csv(n: int = 120, seed: int = 0) -> bytes:
         rows.append(f"{' '.join(rng.choices(words, k=4))} film,{label}")
     return ("\n".join(rows) + "\n").encode()
 
+
+
+REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port",
+               "6379", "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
+               "--logfile", "/var/log/redis/ci.log"]
+
+
+def restart_redis() -> None:
+    """Restart the local Redis with its memory wiped (it keeps nothing on disk)."""
+    import os
+    import subprocess
+
+    subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", "6379", "shutdown", "nosave"],
+                   capture_output=True, timeout=30)
+    for _ in range(100):
+        if subprocess.run(["redis-cli", "-h", "127.0.0.1", "ping"], capture_output=True).returncode:
+            break
+        time.sleep(0.1)
+    os.makedirs("/var/lib/redis", exist_ok=True)
+    os.makedirs("/var/log/redis", exist_ok=True)
+    subprocess.run(REDIS_START, check=True, timeout=30)
+    for _ in range(100):
+        out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "ping"], capture_output=True, text=True)
+        if out.stdout.strip() == "PONG":
+            return
+        time.sleep(0.1)
+    raise RuntimeError("redis did not come back")
+
+
+def events_of(client, job_id: str) -> list[dict]:
+    return client.get(f"/v1/jobs/{job_id}/events").json()["data"]

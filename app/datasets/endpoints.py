@@ -1,15 +1,15 @@
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, UploadFile
 
 from app.auth import Tenant
 from app.datasets import repository, service
 from app.datasets.schemas import DatasetOut
 from app.db import DbSession
 from app.deps import SettingsDep, StorageDep
+from app.idempotency import IdempotencyDep, request_hash
 from app.pagination import Page, page_params
 from app.schemas import ERROR_RESPONSES, ListOf
-from fastapi import Depends
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
 
@@ -17,6 +17,7 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RES
 @router.post("", status_code=201, response_model=DatasetOut)
 def create_dataset(
     session: DbSession, storage: StorageDep, settings: SettingsDep, tenant: Tenant,
+    idem: IdempotencyDep,
     file: Annotated[UploadFile, File(description="CSV (header row) or JSONL, UTF-8")],
     name: Annotated[str | None, Form(max_length=255)] = None,
     task: Annotated[str | None, Form()] = None,
@@ -24,9 +25,17 @@ def create_dataset(
     label_column: Annotated[str, Form(min_length=1, max_length=255)] = "label",
 ):
     """Upload a labelled dataset; it is hashed and validated before the response."""
-    return service.create(session, storage, settings, tenant, upload=file.file,
-                          filename=file.filename or "", name=name, task=task,
-                          text_column=text_column, label_column=label_column)
+    staged = service.stage(storage, settings, file.file)
+    try:
+        digest = request_hash("dataset", staged.sha256, file.filename, name, task, text_column,
+                              label_column)
+        return idem.run(session, tenant, digest, lambda: DatasetOut.model_validate(
+            service.create(session, storage, settings, tenant, staged=staged,
+                           filename=file.filename or "", name=name, task=task,
+                           text_column=text_column, label_column=label_column),
+        ).model_dump(mode="json"))
+    finally:
+        staged.discard()
 
 
 @router.get("", response_model=ListOf[DatasetOut])

@@ -1,6 +1,7 @@
 """Datasets: stream the upload to storage while hashing, validate, then record it."""
 import hashlib
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -32,33 +33,50 @@ def _stream_to(src: BinaryIO, dest: Path, limit: int) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def create(session: Session, storage: LocalStorage, settings: Settings, tenant: str, *,
-           upload: BinaryIO, filename: str, name: str | None, task: str | None,
-           text_column: str, label_column: str) -> Dataset:
-    """Store and validate an uploaded file; nothing stays behind when it is refused."""
+@dataclass
+class StagedUpload:
+    """An upload streamed to a staging directory: its size and sha256 are known."""
+
+    path: Path
+    size: int
+    sha256: str
+
+    def discard(self) -> None:
+        shutil.rmtree(self.path.parent, ignore_errors=True)
+
+
+def stage(storage: LocalStorage, settings: Settings, upload: BinaryIO) -> StagedUpload:
+    """Stream the upload to a staging file while hashing (413 past the size limit)."""
     staging = storage.staging_dir()
     try:
-        tmp = staging / "upload"
-        size, sha = _stream_to(upload, tmp, settings.max_upload_bytes)
-        if size == 0:
-            raise InvalidInput("The file is empty.", code="dataset_invalid", param="file")
-        with open(tmp, "rb") as f:
-            fmt = parsing.sniff_format(filename, f.read(512))
-        task = _check_task(task, fmt)
-        summary = _validate(tmp, fmt, text_column, label_column, settings)
-        ds = Dataset(id=new_id("ds"), tenant_id=tenant, name=name or filename or "dataset",
-                     task=task, format=fmt, bytes=size, sha256=sha,
-                     num_examples=summary.num_examples, labels=summary.labels,
-                     class_counts=dict(summary.class_counts), text_column=text_column,
-                     label_column=label_column, status="ready", storage_key="")
-        ds.storage_key = f"datasets/{tenant}/{ds.id}/data.{fmt}"
-        storage.put_file(ds.storage_key, tmp)
-        on_rollback(session, lambda: storage.delete(ds.storage_key))
-        session.add(ds)
-        session.flush()
-        return ds
-    finally:
+        size, sha = _stream_to(upload, staging / "upload", settings.max_upload_bytes)
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return StagedUpload(staging / "upload", size, sha)
+
+
+def create(session: Session, storage: LocalStorage, settings: Settings, tenant: str, *,
+           staged: StagedUpload, filename: str, name: str | None, task: str | None,
+           text_column: str, label_column: str) -> Dataset:
+    """Validate a staged upload and record it; nothing stays behind when it is refused."""
+    if staged.size == 0:
+        raise InvalidInput("The file is empty.", code="dataset_invalid", param="file")
+    with open(staged.path, "rb") as f:
+        fmt = parsing.sniff_format(filename, f.read(512))
+    task = _check_task(task, fmt)
+    summary = _validate(staged.path, fmt, text_column, label_column, settings)
+    ds = Dataset(id=new_id("ds"), tenant_id=tenant, name=name or filename or "dataset",
+                 task=task, format=fmt, bytes=staged.size, sha256=staged.sha256,
+                 num_examples=summary.num_examples, labels=summary.labels,
+                 class_counts=dict(summary.class_counts), text_column=text_column,
+                 label_column=label_column, status="ready", storage_key="")
+    ds.storage_key = f"datasets/{tenant}/{ds.id}/data.{fmt}"
+    storage.put_file(ds.storage_key, staged.path)
+    on_rollback(session, lambda: storage.delete(ds.storage_key))
+    session.add(ds)
+    session.flush()
+    return ds
 
 
 def _check_task(task: str | None, fmt: str | None) -> str:

@@ -12,6 +12,7 @@ from starlette.background import BackgroundTask
 from app.auth import Tenant
 from app.db import DbSession, session_scope
 from app.deps import SettingsDep, StorageDep
+from app.idempotency import IdempotencyDep, request_hash
 from app.jobs import repository, service
 from app.jobs.archive import zip_directory
 from app.jobs.schemas import (CheckpointList, CheckpointOut, EventList, EventOut, JobCreate,
@@ -25,9 +26,12 @@ JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "c
 
 
 @router.post("/jobs", status_code=201, response_model=JobOut)
-def create_job(req: JobCreate, session: DbSession, settings: SettingsDep, tenant: Tenant):
+def create_job(req: JobCreate, session: DbSession, settings: SettingsDep, tenant: Tenant,
+               idem: IdempotencyDep):
     """Start a fine-tune job; it is queued and picked up by a worker."""
-    return service.create(session, settings, tenant, req)
+    return idem.run(session, tenant, request_hash("job", req.model_dump(mode="json")),
+                    lambda: JobOut.model_validate(service.create(session, settings, tenant, req))
+                    .model_dump(mode="json"))
 
 
 @router.get("/jobs", response_model=ListOf[JobOut])

@@ -2,12 +2,14 @@
 from app.models.base import Base
 from app.models.checkpoint import Checkpoint
 from app.models.dataset import Dataset
+from app.models.idempotency_key import IdempotencyKey
 from app.models.job import ACTIVE_STATUSES, FINAL_STATUSES, Job
 from app.models.job_event import JobEvent
 from app.models.job_metric import JobMetric
 from app.models.model import Model
 
 __all__ = [
-    "ACTIVE_STATUSES", "FINAL_STATUSES", "Base", "Checkpoint", "Dataset", "Job", "JobEvent",
+    "ACTIVE_STATUSES", "FINAL_STATUSES", "Base", "Checkpoint", "Dataset", "IdempotencyKey", "Job",
+    "JobEvent",
     "JobMetric", "Model",
 ]

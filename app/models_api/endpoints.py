@@ -5,6 +5,7 @@ from fastapi import APIRouter, Depends
 from app.auth import Tenant
 from app.db import DbSession
 from app.deps import SettingsDep, StorageDep
+from app.idempotency import IdempotencyDep, request_hash
 from app.errors import NotFound
 from app.models_api import service
 from app.models_api.schemas import Evaluation, ModelCreate, ModelOut, PredictIn, PredictOut
@@ -15,9 +16,11 @@ router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONS
 
 
 @router.post("", status_code=201, response_model=ModelOut)
-def create_model(req: ModelCreate, session: DbSession, tenant: Tenant):
+def create_model(req: ModelCreate, session: DbSession, tenant: Tenant, idem: IdempotencyDep):
     """Make a model from any checkpoint."""
-    return service.create(session, tenant, req.checkpoint, req.name)
+    return idem.run(session, tenant, request_hash("model", req.model_dump(mode="json")),
+                    lambda: ModelOut.model_validate(service.create(
+                        session, tenant, req.checkpoint, req.name)).model_dump(mode="json"))
 
 
 @router.get("", response_model=ListOf[ModelOut])
