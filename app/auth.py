@@ -1,15 +1,74 @@
-"""Who is calling. The embedded single-user default binds 127.0.0.1 and runs without keys: every
-object belongs to the default tenant (API keys and tenant isolation arrive with the security work;
-every table already carries tenant_id)."""
+"""Who is calling: `Authorization: Bearer <key>` names a tenant, and every object belongs to one.
+
+Auth is on unless it is explicitly off, and it may be off only on a loopback address (the embedded
+single-user default: `adapt-serve` on 127.0.0.1 runs without keys and says so at start). Every
+object a tenant can't see answers 404, never 403.
+"""
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
 from app.config import get_settings
+from app.db import session_scope
+from app.errors import AppError
+from app.keys import service as keys
+from app.models.base import utcnow
 
 
-def current_tenant() -> str:
-    return get_settings().default_tenant
+class Unauthorized(AppError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(AppError):
+    status, code = 403, "forbidden"
+
+
+@dataclass(frozen=True)
+class Caller:
+    tenant: str
+    key_id: str | None
+    is_admin: bool
+
+
+def auth_enabled() -> bool:
+    return get_settings().auth_enabled
+
+
+def current_caller(request: Request) -> Caller:
+    settings = get_settings()
+    if not settings.auth_enabled:
+        return Caller(settings.default_tenant, None, True)
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Missing API key: send `Authorization: Bearer <key>`.",
+                           headers={"WWW-Authenticate": "Bearer"})
+    with session_scope() as s:
+        row = keys.verify(s, token.strip())
+        if row is None:
+            raise Unauthorized("Invalid or revoked API key.",
+                               headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        now = utcnow()
+        last = row.last_used_at
+        if last is None or (now - (last if last.tzinfo else last.replace(tzinfo=now.tzinfo))
+                            ).total_seconds() > 60:  # a write a minute, not one a request
+            row.last_used_at = now
+        return Caller(row.tenant_id, row.id, row.is_admin)
+
+
+CurrentCaller = Annotated[Caller, Depends(current_caller)]
+
+
+def current_tenant(caller: CurrentCaller) -> str:
+    return caller.tenant
+
+
+def admin_caller(caller: CurrentCaller) -> Caller:
+    if not caller.is_admin:
+        raise Forbidden("This route needs an admin key.")
+    return caller
 
 
 Tenant = Annotated[str, Depends(current_tenant)]
+AdminCaller = Annotated[Caller, Depends(admin_caller)]

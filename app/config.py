@@ -2,8 +2,12 @@
 from functools import lru_cache
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class Settings(BaseSettings):
@@ -35,6 +39,18 @@ class Settings(BaseSettings):
 
     # Tenant that owns objects when auth is off (the embedded single-user default).
     default_tenant: str = "default"
+    # API keys: "on", "off", or "auto" = on unless the server is bound to a loopback address
+    # (adapt-serve records its --host in bind_host; an unknown host counts as exposed).
+    auth: Literal["auto", "on", "off"] = "auto"
+    bind_host: str = ""
+    # Largest JSON (non-upload) request body, bytes.
+    max_json_bytes: int = 1 << 20
+    # Per-key rate limits on the expensive routes, requests a minute (0 = unlimited).
+    rate_limit_uploads_per_minute: int = 30
+    rate_limit_jobs_per_minute: int = 60
+    rate_limit_predict_per_minute: int = 1200
+    # Queued + running jobs one tenant may have at once.
+    max_active_jobs_per_tenant: int = 8
 
     # Worker: seconds between progress writes to the job row (also how often cancel is checked).
     progress_interval_s: float = 1.0
@@ -55,6 +71,12 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = 15.0
     # Attempts before a job that keeps dying (or keeps meeting transient errors) fails for good.
     max_attempts: int = Field(default=5, ge=1)
+
+    @property
+    def auth_enabled(self) -> bool:
+        if self.auth != "auto":
+            return self.auth == "on"
+        return self.bind_host not in LOOPBACK
 
     @property
     def resolved_database_url(self) -> str:

@@ -69,11 +69,30 @@ def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
                         status_code=422)
 
 
-def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+def _allowed_methods(request: Request) -> str:
+    """Every method any route serves at this path (Starlette names only the first route's)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE and getattr(route, "methods", None):
+            methods |= set(route.methods)
+        for method in ("POST", "DELETE", "PUT", "PATCH"):
+            match, _ = route.matches({**request.scope, "method": method})
+            if match == Match.FULL and getattr(route, "methods", None):
+                methods |= set(route.methods)
+    return ", ".join(sorted(methods))
+
+
+def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large",
              415: "unsupported_media_type", 400: "bad_request"}
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
     return JSONResponse(error_body(codes.get(exc.status_code, "http_error"), str(exc.detail)),
-                        status_code=exc.status_code, headers=getattr(exc, "headers", None))
+                        status_code=exc.status_code, headers=headers or None)
 
 
 def _database_down(_: Request, exc: DBAPIError) -> JSONResponse:

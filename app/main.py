@@ -7,6 +7,8 @@ from app import errors, ops
 from app.base_models.endpoints import router as base_models_router
 from app.datasets.endpoints import router as datasets_router
 from app.jobs.endpoints import router as jobs_router
+from app.keys.endpoints import router as keys_router
+from app.limits import BodyLimitMiddleware
 from app.models_api.endpoints import router as models_router
 
 
@@ -16,7 +18,9 @@ def create_app() -> FastAPI:
                   description="Adapt pretrained models to your own data: upload a dataset, "
                               "fine-tune, evaluate, predict.")
     errors.install(app)
-    for router in (datasets_router, base_models_router, jobs_router, models_router, ops.router):
+    app.add_middleware(BodyLimitMiddleware)
+    for router in (datasets_router, base_models_router, jobs_router, models_router, keys_router,
+                   ops.router):
         app.include_router(router)
     return app
 

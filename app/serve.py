@@ -12,7 +12,7 @@ import sys
 
 import uvicorn
 
-from app.config import get_settings
+from app.config import LOOPBACK, get_settings
 from app.migrate import upgrade
 
 log = logging.getLogger("adapt.serve")
@@ -51,9 +51,12 @@ def main(argv: list[str] | None = None) -> None:
     log.info("database %s is at the newest migration", settings.resolved_database_url)
     if args.worker_only:
         os.execv(sys.executable, worker_command())
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("listening on %s without API keys: anyone who reaches this port can use the "
-                    "service", args.host)
+    settings.bind_host = args.host
+    if settings.auth == "off" and args.host not in LOOPBACK:
+        raise SystemExit(f"refusing to listen on {args.host} with ADAPT_AUTH=off: without keys "
+                         "the service may only bind a loopback address")
+    if settings.auth_enabled:
+        log.info("API keys required (create one: adapt-admin keys create --tenant NAME)")
     else:
         log.info("auth is off: single-user mode, bound to %s only", args.host)
     worker = None if args.no_worker else subprocess.Popen(worker_command(),

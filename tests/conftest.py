@@ -29,6 +29,7 @@ os.environ.update({
     "ADAPT_LEASE_S": "5",
     "ADAPT_RECONCILE_INTERVAL_S": "1",
     "HF_HUB_OFFLINE": "1",
+    "ADAPT_AUTH": "off",  # tests/security turns it on
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
 })

@@ -1,9 +1,13 @@
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
+
+from app.auth import current_caller
 
 from app.base_models import catalog
 from app.deps import SettingsDep
+from app.schemas import ERROR_RESPONSES
 
-router = APIRouter(prefix="/v1/base-models", tags=["base models"])
+router = APIRouter(prefix="/v1/base-models", tags=["base models"],
+                   dependencies=[Depends(current_caller)], responses=ERROR_RESPONSES)
 
 
 @router.get("")

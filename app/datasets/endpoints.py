@@ -9,12 +9,14 @@ from app.db import DbSession
 from app.deps import SettingsDep, StorageDep
 from app.idempotency import IdempotencyDep, request_hash
 from app.pagination import Page, page_params
+from app.ratelimit import rate_limit
 from app.schemas import ERROR_RESPONSES, ListOf
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
 
 
-@router.post("", status_code=201, response_model=DatasetOut)
+@router.post("", status_code=201, response_model=DatasetOut,
+             dependencies=[rate_limit("upload", "rate_limit_uploads_per_minute")])
 def create_dataset(
     session: DbSession, storage: StorageDep, settings: SettingsDep, tenant: Tenant,
     idem: IdempotencyDep,

@@ -54,10 +54,22 @@ def sniff_format(filename: str, head: bytes) -> str | None:
     return None
 
 
-def check_utf8(path: Path) -> None:
-    """Fail with the first line that is not valid UTF-8 (binary files land here too)."""
+def max_line_bytes(limits: Limits) -> int:
+    """The longest physical line read: a text at the limit, 4 bytes a character, plus slack."""
+    return 4 * limits.max_text_chars + (1 << 16)
+
+
+def check_utf8(path: Path, limits: Limits | None = None) -> None:
+    """Fail with the first line that is not valid UTF-8 text (binary files land here too), holds a
+    NUL byte, or is too long to be one example (read in bounded pieces: memory stays small)."""
+    cap = max_line_bytes(limits or Limits())
     with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
+        lineno = 0
+        while raw := f.readline(cap + 1):
+            lineno += 1
+            if len(raw) > cap:
+                raise DatasetInvalid(f"Line {lineno} is longer than {cap} bytes.",
+                                     [{"line": lineno, "message": "line too long"}])
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -70,6 +82,18 @@ def check_utf8(path: Path) -> None:
                                      [{"line": lineno, "message": "NUL byte"}])
 
 
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def _delimiter(header_line: str, wanted: tuple[str, str]) -> str:
+    """The delimiter that makes the header hold both wanted columns (comma when none does)."""
+    for delim in DELIMITERS:
+        cols = [c.strip().strip('"') for c in header_line.split(delim)]
+        if all(w in cols for w in wanted):
+            return delim
+    return ","
+
+
 def _label(value) -> str | None:
     if value is None or isinstance(value, bool | dict | list):
         return None
@@ -79,7 +103,9 @@ def _label(value) -> str | None:
 
 def _csv_rows(path: Path, text_column: str, label_column: str) -> Iterator[tuple[int, object, object]]:
     with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
+        delim = _delimiter(f.readline().rstrip("\r\n"), (text_column, label_column))
+        f.seek(0)
+        reader = csv.reader(f, delimiter=delim)
         try:
             header = next(reader)
         except StopIteration:
@@ -124,7 +150,8 @@ def iter_examples(path: Path, fmt: str, text_column: str, label_column: str,
                   limits: Limits | None = None) -> Iterator[tuple[int, str, str]]:
     """Yield (line, text, label) for every valid row; raise DatasetInvalid listing bad lines."""
     limits = limits or Limits()
-    check_utf8(path)
+    check_utf8(path, limits)
+    csv.field_size_limit(max_line_bytes(limits))  # our own check names the row
     rows = _csv_rows if fmt == "csv" else _jsonl_rows
     errors, n_errors, n = [], 0, 0
     try:

@@ -19,13 +19,15 @@ from app.jobs.schemas import (CheckpointList, CheckpointOut, EventList, EventOut
                               JobOut, MetricList)
 from app.models import FINAL_STATUSES
 from app.pagination import Page, page_params
+from app.ratelimit import rate_limit
 from app.schemas import ERROR_RESPONSES, ListOf
 
 router = APIRouter(prefix="/v1", tags=["jobs"], responses=ERROR_RESPONSES)
 JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
 
 
-@router.post("/jobs", status_code=201, response_model=JobOut)
+@router.post("/jobs", status_code=201, response_model=JobOut,
+             dependencies=[rate_limit("job", "rate_limit_jobs_per_minute")])
 def create_job(req: JobCreate, session: DbSession, settings: SettingsDep, tenant: Tenant,
                idem: IdempotencyDep):
     """Start a fine-tune job; it is queued and picked up by a worker."""

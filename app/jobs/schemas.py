@@ -9,13 +9,13 @@ HyperValue = int | float | Literal["auto"] | None
 
 
 class EarlyStoppingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     metric: SelectMetric = "val_macro_f1"
     patience: int = Field(default=2, ge=1, le=100)
 
 
 class JobCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     base_model: str = Field(min_length=1, max_length=255)
     training_dataset: str = Field(min_length=1, max_length=64)
     validation_dataset: str | None = Field(default=None, max_length=64)

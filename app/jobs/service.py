@@ -1,5 +1,5 @@
 """Jobs: validate a request against the catalog and datasets, record it, send it after commit."""
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app import queue
@@ -12,7 +12,8 @@ from app.ids import new_id
 from app.jobs import events, repository
 from app.jobs.schemas import JobCreate
 from app.ml.config import resolve_hyperparameters
-from app.models import FINAL_STATUSES, Checkpoint, Dataset, Job
+from app.ratelimit import RateLimited
+from app.models import ACTIVE_STATUSES, FINAL_STATUSES, Checkpoint, Dataset, Job
 from app.models.base import utcnow
 
 
@@ -40,6 +41,16 @@ def _check_compatible(base_task: str, train: Dataset, val: Dataset | None) -> No
                                f"{', '.join(unknown[:10])}.", param="validation_dataset")
 
 
+def _check_active_cap(session: Session, settings: Settings, tenant: str) -> None:
+    active = session.scalar(select(func.count()).select_from(Job).where(
+        Job.tenant_id == tenant, Job.status.in_(ACTIVE_STATUSES)))
+    if active >= settings.max_active_jobs_per_tenant:
+        raise RateLimited(f"{active} jobs are queued or running; at most "
+                          f"{settings.max_active_jobs_per_tenant} at once. Wait for one to "
+                          "finish or cancel one.", code="too_many_active_jobs",
+                          headers={"Retry-After": "30"})
+
+
 def create(session: Session, settings: Settings, tenant: str, req: JobCreate) -> Job:
     """Insert a queued job; its task is sent only once the row has committed."""
     entry = catalog.resolve(settings, req.base_model)
@@ -47,6 +58,7 @@ def create(session: Session, settings: Settings, tenant: str, req: JobCreate) ->
     val = (_dataset(session, tenant, req.validation_dataset, "validation_dataset")
            if req.validation_dataset else None)
     _check_compatible(entry.task, train, val)
+    _check_active_cap(session, settings, tenant)
     try:
         hp = resolve_hyperparameters(req.method, req.hyperparameters)
     except ValueError as exc:

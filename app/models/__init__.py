@@ -1,4 +1,5 @@
 """SQLAlchemy tables, one file per table, all on one metadata."""
+from app.models.api_key import ApiKey
 from app.models.base import Base
 from app.models.checkpoint import Checkpoint
 from app.models.dataset import Dataset
@@ -9,7 +10,7 @@ from app.models.job_metric import JobMetric
 from app.models.model import Model
 
 __all__ = [
-    "ACTIVE_STATUSES", "FINAL_STATUSES", "Base", "Checkpoint", "Dataset", "IdempotencyKey", "Job",
+    "ACTIVE_STATUSES", "FINAL_STATUSES", "ApiKey", "Base", "Checkpoint", "Dataset", "IdempotencyKey", "Job",
     "JobEvent",
     "JobMetric", "Model",
 ]

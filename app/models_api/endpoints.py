@@ -10,6 +10,7 @@ from app.errors import NotFound
 from app.models_api import service
 from app.models_api.schemas import Evaluation, ModelCreate, ModelOut, PredictIn, PredictOut
 from app.pagination import Page, page_params
+from app.ratelimit import rate_limit
 from app.schemas import ERROR_RESPONSES, ListOf
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
@@ -48,7 +49,8 @@ def model_evaluation(model_id: str, session: DbSession, tenant: Tenant):
     return model.evaluation
 
 
-@router.post("/{model_id}/predict", response_model=PredictOut)
+@router.post("/{model_id}/predict", response_model=PredictOut,
+             dependencies=[rate_limit("predict", "rate_limit_predict_per_minute")])
 def predict(model_id: str, req: PredictIn, session: DbSession, storage: StorageDep,
             settings: SettingsDep, tenant: Tenant):
     """Labels and scores for up to 256 inputs (the forward pass runs in a worker thread)."""

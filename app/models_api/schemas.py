@@ -19,13 +19,13 @@ class ModelOut(ApiModel):
 
 
 class ModelCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     checkpoint: str = Field(min_length=1, max_length=64)
     name: str | None = Field(default=None, min_length=1, max_length=255)
 
 
 class PredictIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     # The upper bound is a setting (ADAPT_MAX_PREDICT_INPUTS); the service checks it.
     inputs: list[str] = Field(min_length=1)
     top_k: int | None = Field(default=None, ge=1, le=1000)
