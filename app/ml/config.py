@@ -11,6 +11,8 @@ _AUTO: dict[str, dict[str, Any]] = {
     "lora": {"epochs": 3, "batch_size": 16, "learning_rate": 5e-4},
     "head": {"epochs": 5, "batch_size": 32, "learning_rate": 2e-3},
 }
+# Image-only knobs: input size (square), random-resized-crop and horizontal-flip augmentation.
+IMAGE_DEFAULTS: dict[str, Any] = {"image_size": 224, "augment": 0, "hflip": 0}
 _COMMON: dict[str, Any] = {
     "max_length": 128, "weight_decay": 0.01, "warmup_ratio": 0.1, "dropout": 0.1,
     "eval_batch_size": 64, "unfreeze_layers": 2, "lora_rank": 8, "lora_alpha": 16,
@@ -23,6 +25,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "warmup_ratio": (0.0, 0.5, False), "dropout": (0.0, 0.9, False),
     "eval_batch_size": (1, 4096, True), "unfreeze_layers": (1, 128, True),
     "lora_rank": (1, 256, True), "lora_alpha": (1, 1024, True), "lora_dropout": (0.0, 0.9, False),
+    "image_size": (32, 1024, True), "augment": (0, 1, True), "hflip": (0, 1, True),
 }
 METRICS_HIGHER_IS_BETTER = {"val_macro_f1": True, "val_accuracy": True, "val_loss": False}
 
@@ -32,13 +35,23 @@ _ONLY_FOR = {"unfreeze_layers": "partial", "lora_rank": "lora", "lora_alpha": "l
              "lora_dropout": "lora"}
 
 
-def resolve_hyperparameters(method: str, given: dict[str, Any]) -> dict[str, Any]:
+def resolve_hyperparameters(method: str, given: dict[str, Any],
+                            task: str = "text-classification") -> dict[str, Any]:
     """Fill omitted or "auto" values; raise ValueError(name, message) for unknown or out of range."""
-    resolved = {k: v for k, v in {**_COMMON, **_AUTO[method]}.items()
-                if _ONLY_FOR.get(k, method) == method}
+    base = {**_COMMON, **_AUTO[method]}
+    if task == "image-classification":
+        if method == "lora":
+            raise ValueError("method", "lora is available for text models only")
+        base = {**base, **IMAGE_DEFAULTS, "eval_batch_size": 32}
+        del base["max_length"], base["dropout"]  # (torchvision heads carry their own dropout)
+        if method in ("full", "partial"):
+            base["learning_rate"] = 1e-3 if method == "partial" else 5e-4
+    resolved = {k: v for k, v in base.items() if _ONLY_FOR.get(k, method) == method}
     for name, value in given.items():
-        if name not in RANGES:
-            raise ValueError(name, f"unknown hyperparameter {name!r}")
+        image = task == "image-classification"
+        if name not in RANGES or (name in IMAGE_DEFAULTS and not image) or (
+                name in ("max_length", "dropout") and image):
+            raise ValueError(name, f"unknown hyperparameter {name!r} for {task}")
         if _ONLY_FOR.get(name, method) != method:
             raise ValueError(name, f"{name} applies to method {_ONLY_FOR[name]!r} only")
         if value is None or value == "auto":

@@ -39,6 +39,17 @@ class EncodedTexts:
         return len(self.labels)
 
 
+@dataclass
+class MemberList:
+    """Images by their name in the dataset archive, and label indices."""
+
+    members: list[str]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
 def encode(tokenizer, texts: Sequence[str], labels: Sequence[int], max_length: int) -> EncodedTexts:
     """Tokenise every text once; batches pad only to their own longest example."""
     ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]

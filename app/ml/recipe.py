@@ -49,16 +49,12 @@ class TextClassificationRecipe:
         self.cb = CallbackList(self.callbacks)
 
     # -- setup -------------------------------------------------------------------------------
-    def setup(self, train_texts: list[str], train_labels: list[int],
-              val_texts: list[str], val_labels: list[int]) -> None:
-        """Tokenise the data once and build the model, optimizer and schedule."""
+    def setup(self, train_x: list, train_labels: list[int], val_x: list,
+              val_labels: list[int]) -> None:
+        """Prepare the data once and build the model, optimizer and schedule."""
         seed_everything(self.cfg.seed)
         hp, device = self.cfg.hyperparameters, torch.device(self.cfg.device)
-        self.tokenizer = load_tokenizer(self.base_dir)
-        self.pad_id = self.tokenizer.pad_token_id or 0
-        self.train_data = D.encode(self.tokenizer, train_texts, train_labels, hp["max_length"])
-        self.val_data = D.encode(self.tokenizer, val_texts, val_labels, hp["max_length"])
-        self.model = build_classifier(self.base_dir, self.cfg.labels, self.cfg.method, hp).to(device)
+        self.model = self._prepare(train_x, train_labels, val_x, val_labels).to(device)
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():
             if p.requires_grad:
@@ -77,6 +73,23 @@ class TextClassificationRecipe:
         self._position: tuple = (1, 0, (0.0, 0))  # (epoch, next batch, running loss of epoch)
         self._best: tuple = (None, None, None)
 
+    # -- what differs between tasks: data, model, batches, export -----------------------------
+    def _prepare(self, train_x, train_labels, val_x, val_labels) -> torch.nn.Module:
+        """Tokenise every text once; the classifier with the method's weights set to train."""
+        hp = self.cfg.hyperparameters
+        self.tokenizer = load_tokenizer(self.base_dir)
+        self.pad_id = self.tokenizer.pad_token_id or 0
+        self.train_data = D.encode(self.tokenizer, train_x, train_labels, hp["max_length"])
+        self.val_data = D.encode(self.tokenizer, val_x, val_labels, hp["max_length"])
+        return build_classifier(self.base_dir, self.cfg.labels, self.cfg.method, hp)
+
+    def _batches(self, data, order, batch_size: int, start: int = 0, train: bool = False):
+        return D.batches(data, order, batch_size, self.pad_id, start=start)
+
+    def _export(self, path: Path, extra: dict) -> None:
+        export(self.model, self.tokenizer, self.cfg.labels, path,
+               {**extra, "max_length": self.cfg.hp("max_length")})
+
     # -- train -------------------------------------------------------------------------------
     def train(self) -> TrainResult:
         """Run every epoch (or until a callback requests a stop); evaluate and checkpoint each.
@@ -93,8 +106,8 @@ class TextClassificationRecipe:
             if epoch != first_epoch:
                 loss_sum, loss_n = 0.0, 0
             t0 = time.perf_counter()
-            for inputs, labels in D.batches(self.train_data, order, hp["batch_size"], self.pad_id,
-                                            start=batch_idx):
+            for inputs, labels in self._batches(self.train_data, order, hp["batch_size"],
+                                                start=batch_idx, train=True):
                 inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
                 logits = self.model(**inputs)
                 loss = loss_fn(logits, labels.to(self.device))
@@ -170,8 +183,7 @@ class TextClassificationRecipe:
         self.model.eval()
         order = list(range(len(self.val_data)))
         loss_sum, preds = 0.0, []
-        for inputs, labels in D.batches(self.val_data, order, self.cfg.hp("eval_batch_size"),
-                                        self.pad_id):
+        for inputs, labels in self._batches(self.val_data, order, self.cfg.hp("eval_batch_size")):
             logits = self.model(**{k: v.to(self.device) for k, v in inputs.items()})
             loss_sum += torch.nn.functional.cross_entropy(
                 logits.float(), labels.to(self.device), reduction="sum").item()
@@ -186,9 +198,8 @@ class TextClassificationRecipe:
     def save_checkpoint(self) -> Path:
         """Export the current weights as a loadable directory under work_dir."""
         path = self.work_dir / f"step-{self.state.step:08d}"
-        export(self.model, self.tokenizer, self.cfg.labels, path,
-               {"method": self.cfg.method, "max_length": self.cfg.hp("max_length"),
-                "step": self.state.step, "epoch": self.state.epoch})
+        self._export(path, {"method": self.cfg.method, "step": self.state.step,
+                            "epoch": self.state.epoch})
         return path
 
     def cleanup(self) -> None:
@@ -197,3 +208,43 @@ class TextClassificationRecipe:
             self.__dict__.pop(attr, None)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+class ImageClassificationRecipe(TextClassificationRecipe):
+    """The same loop on images: a torchvision network, images read from the dataset's ZIP and
+    decoded in the training process (so augmentation draws from the saved RNG: resume is exact)."""
+
+    def __init__(self, config: TrainConfig, base_dir: Path, work_dir: Path, *args,
+                 architecture: str, weights_path: Path | None, zip_path: Path, **kwargs):
+        super().__init__(config, base_dir, work_dir, *args, **kwargs)
+        self.architecture, self.weights_path, self.zip_path = architecture, weights_path, zip_path
+
+    def _prepare(self, train_x, train_labels, val_x, val_labels) -> torch.nn.Module:
+        from app.ml import vision
+
+        hp = self.cfg.hyperparameters
+        self.pre = vision.Preprocess(hp["image_size"])
+        self.train_tf = self.pre.train_transform(bool(hp["augment"]), bool(hp["hflip"]))
+        self.eval_tf = self.pre.eval_transform()
+        self.train_data = D.MemberList(list(train_x), list(train_labels))
+        self.val_data = D.MemberList(list(val_x), list(val_labels))
+        state = vision.load_weights(self.weights_path) if self.weights_path else None
+        model = vision.VisionClassifier(self.architecture, len(self.cfg.labels), state)
+        return vision.apply_method(model, self.cfg.method, hp)
+
+    def _batches(self, data, order, batch_size: int, start: int = 0, train: bool = False):
+        import zipfile
+
+        from app.ml.vision import decode_image
+
+        tf = self.train_tf if train else self.eval_tf
+        with zipfile.ZipFile(self.zip_path) as zf:
+            for b in range(start * batch_size, len(order), batch_size):
+                idx = order[b: b + batch_size]
+                pixels = torch.stack([tf(decode_image(zf.read(data.members[i]))) for i in idx])
+                yield {"pixel_values": pixels}, torch.tensor([data.labels[i] for i in idx])
+
+    def _export(self, path: Path, extra: dict) -> None:
+        from app.ml import vision
+
+        vision.export(self.model, self.cfg.labels, self.pre, path, extra)

@@ -8,9 +8,10 @@ from app.models.job import ACTIVE_STATUSES, FINAL_STATUSES, Job
 from app.models.job_event import JobEvent
 from app.models.job_metric import JobMetric
 from app.models.model import Model
+from app.models.uploaded_base_model import UploadedBaseModel
 
 __all__ = [
     "ACTIVE_STATUSES", "FINAL_STATUSES", "ApiKey", "Base", "Checkpoint", "Dataset", "IdempotencyKey", "Job",
     "JobEvent",
-    "JobMetric", "Model",
+    "JobMetric", "Model", "UploadedBaseModel",
 ]

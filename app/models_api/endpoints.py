@@ -1,12 +1,15 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from app.auth import Tenant
 from app.db import DbSession
 from app.deps import SettingsDep, StorageDep
 from app.idempotency import IdempotencyDep, request_hash
-from app.errors import NotFound
+from app.errors import InvalidInput, NotFound
 from app.models_api import service
 from app.models_api.schemas import Evaluation, ModelCreate, ModelOut, PredictIn, PredictOut
 from app.pagination import Page, page_params
@@ -49,9 +52,46 @@ def model_evaluation(model_id: str, session: DbSession, tenant: Tenant):
     return model.evaluation
 
 
-@router.post("/{model_id}/predict", response_model=PredictOut,
+_IMAGE = {"type": "object", "additionalProperties": False, "required": ["image_base64"],
+          "properties": {"image_base64": {"type": "string"}}}
+_PREDICT_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {
+        "type": "object", "additionalProperties": False, "required": ["inputs"],
+        "properties": {"inputs": {"type": "array", "minItems": 1,
+                                  "items": {"anyOf": [{"type": "string"}, _IMAGE]}},
+                       "top_k": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 1000},
+                                           {"type": "null"}]}}}},
+    "multipart/form-data": {"schema": {
+        "type": "object", "required": ["files"],
+        "properties": {"files": {"type": "array", "items": {"type": "string",
+                                                            "format": "binary"}},
+                       "top_k": {"type": "integer", "minimum": 1, "maximum": 1000}}}}}}}
+
+
+async def _predict_request(request: Request, settings) -> PredictIn | tuple[list[bytes], int | None]:
+    """JSON {"inputs": [...]} or multipart `files` (images), parsed and bounded."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form(max_files=settings.max_predict_inputs + 1, max_fields=4)
+        files = [f for f in form.getlist("files") if hasattr(f, "read")]
+        top_k = form.get("top_k")
+        if top_k is not None and not (isinstance(top_k, str) and top_k.isdigit()
+                                      and 1 <= int(top_k) <= 1000):
+            raise InvalidInput("top_k must be an integer from 1 to 1000.", param="top_k")
+        return [await f.read() for f in files], int(top_k) if top_k else None
+    try:
+        return PredictIn.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+
+
+@router.post("/{model_id}/predict", response_model=PredictOut, openapi_extra=_PREDICT_BODY,
              dependencies=[rate_limit("predict", "rate_limit_predict_per_minute")])
-def predict(model_id: str, req: PredictIn, session: DbSession, storage: StorageDep,
-            settings: SettingsDep, tenant: Tenant):
-    """Labels and scores for up to 256 inputs (the forward pass runs in a worker thread)."""
-    return service.predict(session, storage, settings, tenant, model_id, req.inputs, req.top_k)
+async def predict(model_id: str, request: Request, session: DbSession, storage: StorageDep,
+                  settings: SettingsDep, tenant: Tenant):
+    """Labels and scores for up to 256 inputs: texts, or images as base64 JSON or multipart
+    `files`. Decoding and the forward pass run in a worker thread."""
+    parsed = await _predict_request(request, settings)
+    inputs, top_k = (parsed if isinstance(parsed, tuple)
+                     else ([i if isinstance(i, str) else i for i in parsed.inputs], parsed.top_k))
+    return await run_in_threadpool(service.predict, session, storage, settings, tenant,
+                                   model_id, inputs, top_k)

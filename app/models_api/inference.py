@@ -8,6 +8,35 @@ import torch
 from app.ml.modeling import load_exported
 
 
+def _top(probs: torch.Tensor, labels: list[str], top_k: int) -> list[dict]:
+    scores, idx = probs.topk(min(top_k, len(labels)), dim=-1)
+    out = []
+    for row_s, row_i in zip(scores.tolist(), idx.tolist(), strict=True):
+        top = [{"label": labels[i], "score": s} for s, i in zip(row_s, row_i, strict=True)]
+        out.append({"label": top[0]["label"], "score": top[0]["score"], "top": top})
+    return out
+
+
+class ImagePredictor:
+    def __init__(self, ckpt_dir: Path, device: str = "cpu"):
+        from app.ml.vision import load_exported
+
+        self.net, pre, self.meta = load_exported(ckpt_dir, device)
+        self.transform, self.labels, self.device = pre.eval_transform(), self.meta["labels"], device
+
+    @torch.inference_mode()
+    def predict(self, images: list, top_k: int) -> list[dict]:
+        pixels = torch.stack([self.transform(img) for img in images]).to(self.device)
+        return _top(self.net(pixels).float().softmax(-1), self.labels, top_k)
+
+
+def load_predictor(ckpt_dir: Path):
+    import json
+
+    task = json.loads((Path(ckpt_dir) / "adapt.json").read_text())["task"]
+    return ImagePredictor(ckpt_dir) if task == "image-classification" else Predictor(ckpt_dir)
+
+
 class Predictor:
     def __init__(self, ckpt_dir: Path, device: str = "cpu"):
         self.model, self.tokenizer, self.meta = load_exported(ckpt_dir, device)
@@ -21,13 +50,7 @@ class Predictor:
                                return_tensors="pt")
         logits = self.model(batch["input_ids"].to(self.device),
                             batch["attention_mask"].to(self.device))
-        probs = logits.float().softmax(-1)
-        scores, idx = probs.topk(min(top_k, len(self.labels)), dim=-1)
-        out = []
-        for row_s, row_i in zip(scores.tolist(), idx.tolist(), strict=True):
-            top = [{"label": self.labels[i], "score": s} for s, i in zip(row_s, row_i, strict=True)]
-            out.append({"label": top[0]["label"], "score": top[0]["score"], "top": top})
-        return out
+        return _top(logits.float().softmax(-1), self.labels, top_k)
 
 
 class ModelCache:
@@ -49,7 +72,7 @@ class ModelCache:
             with self._lock:
                 if key in self._items:
                     return self._items[key]
-            predictor = Predictor(path)
+            predictor = load_predictor(path)
             with self._lock:
                 self._items[key] = predictor
                 self._loading.pop(key, None)

@@ -24,10 +24,16 @@ class ModelCreate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=255)
 
 
+class ImageInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    image_base64: str = Field(max_length=64 << 20)
+
+
 class PredictIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    # The upper bound is a setting (ADAPT_MAX_PREDICT_INPUTS); the service checks it.
-    inputs: list[str] = Field(min_length=1)
+    # Texts for text models, {"image_base64": …} for image models. The upper bound is a setting
+    # (ADAPT_MAX_PREDICT_INPUTS); the service checks it.
+    inputs: list[str | ImageInput] = Field(min_length=1)
     top_k: int | None = Field(default=None, ge=1, le=1000)
 
 

@@ -6,7 +6,7 @@ from app.config import Settings
 from app.errors import InvalidInput, NotFound
 from app.ids import new_id
 from app.jobs import repository as jobs
-from app.models import Checkpoint, Job, Model
+from app.models import Checkpoint, Dataset, Job, Model
 from app.models_api.inference import model_cache
 from app.pagination import Page, paginate
 from app.storage import LocalStorage
@@ -17,8 +17,9 @@ def create_from_checkpoint(session: Session, ckpt: Checkpoint, name: str | None 
     job = session.get(Job, ckpt.job_id)
     meta_labels = (ckpt.evaluation or {}).get("confusion_matrix", {}).get("labels", [])
     default_name = ":".join(p for p in (job.base_model, job.suffix, ckpt.id) if p)
+    task = session.get(Dataset, job.training_dataset_id).task
     model = Model(id=new_id("mdl"), tenant_id=ckpt.tenant_id, name=name or default_name,
-                  task="text-classification", labels=meta_labels, base_model=job.base_model,
+                  task=task, labels=meta_labels, base_model=job.base_model,
                   job_id=job.id, checkpoint_id=ckpt.id, metrics=ckpt.metrics,
                   evaluation=ckpt.evaluation)
     session.add(model)
@@ -51,14 +52,47 @@ def delete(session: Session, tenant: str, model_id: str) -> Model:
     return model
 
 
+def _check_inputs(model: Model, inputs: list) -> list:
+    """Texts for a text model; decoded images (from base64 or uploaded bytes) for an image one."""
+    if model.task == "text-classification":
+        if any(not isinstance(t, str) or not t.strip() for t in inputs):
+            raise InvalidInput("Every input must be a non-empty string.", param="inputs")
+        return inputs
+    from app.ml.vision import decode_image
+
+    decoded = []
+    for i, item in enumerate(inputs):
+        raw = item if isinstance(item, bytes) else _b64(getattr(item, "image_base64", None), i)
+        try:
+            decoded.append(decode_image(raw))
+        except ValueError as exc:
+            raise InvalidInput(f"Input {i}: {exc}.", param=f"inputs.{i}") from None
+    return decoded
+
+
+def _b64(value: str | None, i: int) -> bytes:
+    import base64
+    import binascii
+
+    if not isinstance(value, str):
+        raise InvalidInput(f"Input {i}: an image model takes {{\"image_base64\": \"…\"}} "
+                           "objects (or multipart files).", param=f"inputs.{i}")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(f"Input {i}: image_base64 is not valid base64.",
+                           param=f"inputs.{i}.image_base64") from None
+
+
 def predict(session: Session, storage: LocalStorage, settings: Settings, tenant: str,
-            model_id: str, inputs: list[str], top_k: int | None) -> dict:
+            model_id: str, inputs: list, top_k: int | None) -> dict:
     model = get(session, tenant, model_id)
+    if not inputs:
+        raise InvalidInput("Send at least one input.", param="inputs")
     if len(inputs) > settings.max_predict_inputs:
         raise InvalidInput(f"At most {settings.max_predict_inputs} inputs per request; got "
                            f"{len(inputs)}.", param="inputs", code="too_many_inputs")
-    if any(not isinstance(t, str) or not t.strip() for t in inputs):
-        raise InvalidInput("Every input must be a non-empty string.", param="inputs")
+    inputs = _check_inputs(model, inputs)
     ckpt = session.get(Checkpoint, model.checkpoint_id)
     predictor = model_cache().get(model.id, storage.local_path(ckpt.storage_key))
     preds = predictor.predict(inputs, top_k or min(len(predictor.labels), 5))

@@ -60,7 +60,8 @@ def test_pagination_is_newest_first_with_cursor(client, upload):
     (b"\x89PNG\r\n\x1a\n\x00\x00binary", "img.bin", {}, 422, "file", "UTF-8"),
     (b"text,label\na,x\nb,y\n", "t.csv", {"task": "image-classification"}, 422, "task", "text"),
     (b"text,label\na,x\nb,y\n", "t.csv", {"task": "summarize"}, 422, "task", "one of"),
-    (b"PK\x03\x04rest-of-a-zip", "images.zip", {}, 415, "file", "Image datasets"),
+    (b"PK\x03\x04rest-of-a-zip", "images.zip", {}, 422, "file", "not a readable ZIP"),
+    (b"a\tb\n", "table.tsv", {}, 415, "file", "Unsupported file type"),
 ])
 def test_bad_files_are_refused_clearly_and_leave_nothing(client, upload, environment, content,
                                                          filename, form, status, param, needle):

@@ -1,0 +1,224 @@
+"""Image classifiers on torchvision architectures: ImageNet weights loaded with weights_only=True,
+a new head for the user's classes, the preprocessing each base model was trained with, and
+checkpoints as a safetensors state dict that torchvision loads as it is."""
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torchvision.transforms import v2 as T
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# Decoding refuses images above this many pixels (Pillow's bomb guard, set deliberately).
+MAX_PIXELS = 40_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+@dataclass(frozen=True)
+class Arch:
+    name: str
+    build: Callable[..., nn.Module]
+    head: str                     # dotted path of the final Linear
+    blocks: Callable[[nn.Module], list[nn.Module]]  # feature blocks, input → output order
+    weights_enum: object          # torchvision Weights enum (its file name and metadata)
+
+
+def _features(m: nn.Module) -> list[nn.Module]:
+    return list(m.features)
+
+
+def _resnet_blocks(m: nn.Module) -> list[nn.Module]:
+    return [m.layer1, m.layer2, m.layer3, m.layer4]
+
+
+M = torchvision.models
+ARCHITECTURES: dict[str, Arch] = {a.name: a for a in (
+    Arch("mobilenet_v2", M.mobilenet_v2, "classifier.1", _features,
+         M.MobileNet_V2_Weights.IMAGENET1K_V1),
+    Arch("mobilenet_v3_small", M.mobilenet_v3_small, "classifier.3", _features,
+         M.MobileNet_V3_Small_Weights.IMAGENET1K_V1),
+    Arch("mobilenet_v3_large", M.mobilenet_v3_large, "classifier.3", _features,
+         M.MobileNet_V3_Large_Weights.IMAGENET1K_V1),
+    Arch("resnet18", M.resnet18, "fc", _resnet_blocks, M.ResNet18_Weights.IMAGENET1K_V1),
+    Arch("resnet50", M.resnet50, "fc", _resnet_blocks, M.ResNet50_Weights.IMAGENET1K_V1),
+    Arch("efficientnet_b0", M.efficientnet_b0, "classifier.1", _features,
+         M.EfficientNet_B0_Weights.IMAGENET1K_V1),
+)}
+
+
+def weights_filename(arch: str) -> str:
+    """The file torchvision downloads for the architecture's ImageNet weights."""
+    return ARCHITECTURES[arch].weights_enum.url.rsplit("/", 1)[-1]
+
+
+def _get(module: nn.Module, dotted: str) -> nn.Module:
+    for part in dotted.split("."):
+        module = getattr(module, part)
+    return module
+
+
+def _set(module: nn.Module, dotted: str, value: nn.Module) -> None:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        module = getattr(module, part)
+    setattr(module, last, value)
+
+
+def head_shape(arch: str, state: dict[str, torch.Tensor]) -> int:
+    """Classes of a state dict's head (its output rows)."""
+    return state[f"{ARCHITECTURES[arch].head}.weight"].shape[0]
+
+
+def check_state_dict(arch: str, state: dict[str, torch.Tensor]) -> list[dict]:
+    """Problems fitting state into the architecture: missing, unexpected, mis-shaped keys."""
+    a = ARCHITECTURES[arch]
+    n = state[f"{a.head}.weight"].shape[0] if f"{a.head}.weight" in state else 1000
+    expected = a.build(weights=None, num_classes=n).state_dict()
+    problems = [{"key": k, "message": "missing"} for k in expected if k not in state]
+    problems += [{"key": k, "message": "unexpected"} for k in state if k not in expected]
+    problems += [{"key": k, "message": f"shape {list(state[k].shape)}, expected "
+                  f"{list(expected[k].shape)}"}
+                 for k in expected if k in state and state[k].shape != expected[k].shape]
+    return problems
+
+
+class VisionClassifier(nn.Module):
+    """A torchvision network whose head is replaced for the user's classes."""
+
+    def __init__(self, arch: str, num_labels: int, state: dict | None = None,
+                 dropout: float = 0.2):
+        super().__init__()
+        a = ARCHITECTURES[arch]
+        n_in = head_shape(arch, state) if state is not None else 1000
+        self.net = a.build(weights=None, num_classes=n_in)
+        if state is not None:
+            self.net.load_state_dict(state)
+        old = _get(self.net, a.head)
+        _set(self.net, a.head, nn.Linear(old.in_features, num_labels))
+        self.arch, self.frozen_backbone = arch, False
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.net(pixel_values)
+
+    def train(self, mode: bool = True) -> "VisionClassifier":
+        super().train(mode)
+        if self.frozen_backbone and mode:  # frozen batch-norm statistics stay as pretrained
+            for m in self.net.modules():
+                if isinstance(m, nn.BatchNorm2d | nn.Dropout) and not any(
+                        p.requires_grad for p in m.parameters(recurse=False)):
+                    m.eval()
+        return self
+
+
+def apply_method(model: VisionClassifier, method: str, hp: dict) -> VisionClassifier:
+    """full: everything trains; head: only the new head; partial: the last N blocks + head."""
+    if method == "full":
+        return model
+    a = ARCHITECTURES[model.arch]
+    model.net.requires_grad_(False)
+    _get(model.net, a.head).requires_grad_(True)
+    if method == "head":
+        model.frozen_backbone = True
+    elif method == "partial":
+        for block in a.blocks(model.net)[-hp["unfreeze_layers"]:]:
+            block.requires_grad_(True)
+        model.frozen_backbone = True  # batch norm of the frozen blocks keeps its statistics
+    else:
+        raise ValueError(f"method {method!r} is not available for images (full, head, partial)")
+    return model
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from .safetensors, or from .pth/.pt only through weights_only=True."""
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ValueError("not a plain state dict (a mapping of names to tensors)")
+    return state
+
+
+@dataclass
+class Preprocess:
+    image_size: int
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+
+    def eval_transform(self) -> Callable:
+        resize = int(round(self.image_size / 0.875))  # 224 → 256, as ImageNet evaluation does
+        return T.Compose([T.ToImage(), T.Resize(resize, antialias=True),
+                          T.CenterCrop(self.image_size), T.ToDtype(torch.float32, scale=True),
+                          T.Normalize(self.mean, self.std)])
+
+    def train_transform(self, augment: bool, hflip: bool) -> Callable:
+        if not augment and not hflip:
+            return self.eval_transform()
+        steps = [T.ToImage()]
+        steps.append(T.RandomResizedCrop(self.image_size, scale=(0.6, 1.0), antialias=True)
+                     if augment else T.Compose([T.Resize(int(round(self.image_size / 0.875)),
+                                                         antialias=True),
+                                                T.CenterCrop(self.image_size)]))
+        if hflip:
+            steps.append(T.RandomHorizontalFlip())
+        steps += [T.ToDtype(torch.float32, scale=True), T.Normalize(self.mean, self.std)]
+        return T.Compose(steps)
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """Decode (and fully load) an image as RGB; raises ValueError for anything unreadable."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            img.load()
+            return img.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ValueError(f"image too large ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for corrupt input
+        raise ValueError(f"not a readable image ({exc.__class__.__name__})") from None
+
+
+def export(model: VisionClassifier, labels: list[str], pre: Preprocess, out_dir: Path,
+           extra: dict) -> None:
+    """A directory: model.safetensors (the whole torchvision state dict) + config + adapt.json."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()},
+              str(out_dir / "model.safetensors"))
+    meta = {"task": "image-classification", "architecture": model.arch, "labels": labels,
+            "num_classes": len(labels), "image_size": pre.image_size, "mean": list(pre.mean),
+            "std": list(pre.std), **extra}
+    (out_dir / "adapt.json").write_text(json.dumps(meta, indent=2))
+    (out_dir / "README.md").write_text(_README.format(arch=model.arch, n=len(labels),
+                                                      labels=labels, size=pre.image_size))
+
+
+def load_exported(ckpt_dir: Path, device: str = "cpu") -> tuple[nn.Module, Preprocess, dict]:
+    meta = json.loads((Path(ckpt_dir) / "adapt.json").read_text())
+    net = ARCHITECTURES[meta["architecture"]].build(weights=None, num_classes=meta["num_classes"])
+    net.load_state_dict(load_file(str(Path(ckpt_dir) / "model.safetensors")))
+    pre = Preprocess(meta["image_size"], tuple(meta["mean"]), tuple(meta["std"]))
+    return net.to(device).eval(), pre, meta
+
+
+_README = """# An image classifier fine-tuned with adapt
+
+torchvision `{arch}` with {n} classes: {labels}. Input: RGB, resize to {size}/0.875, center crop
+{size}, ImageNet mean/std normalisation.
+
+```python
+import torch, torchvision
+from safetensors.torch import load_file
+net = torchvision.models.{arch}(num_classes={n})
+net.load_state_dict(load_file("model.safetensors"))
+net.eval()
+```
+"""
