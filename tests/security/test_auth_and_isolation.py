@@ -210,3 +210,69 @@ def test_admin_cli_creates_lists_and_revokes(capsys, client, auth_on):
     assert main(["keys", "revoke", created["id"]]) == 0
     assert client.get("/v1/jobs", headers=headers).status_code == 401
     assert main(["keys", "create", "--tenant", "Bad Tenant!"]) == 2
+
+
+def bad_input(o: dict) -> dict[tuple[str, str], dict]:
+    """A malformed request per route (method, path template) → request kwargs."""
+    return {
+        ("POST", "/v1/datasets"): {"files": {"file": ("x.csv", b"text,label\nonly,one\n")}},
+        ("GET", "/v1/datasets"): {"params": {"limit": 0}},
+        ("GET", "/v1/datasets/{id}"): {"path": "/v1/datasets/ds_%2e%2e%2fetc"},
+        ("POST", "/v1/base-models"): {"data": {"architecture": "resnet18"},
+                                      "files": {"file": ("w.pth", b"not a pickle")}},
+        ("POST", "/v1/jobs"): {"json": {"base_model": "tiny-bert",
+                                        "training_dataset": o["dataset"],
+                                        "hyperparameters": {"epochs": 0}}},
+        ("GET", "/v1/jobs"): {"params": {"status": "exploded"}},
+        ("GET", "/v1/jobs/{id}/events"): {"params": {"after": -1}},
+        ("GET", "/v1/jobs/{id}/metrics"): {"params": {"format": "xml"}},
+        ("POST", "/v1/models"): {"json": {"checkpoint": 5}},
+        ("POST", "/v1/models/{id}/predict"): {"json": {"inputs": ["x"] * 300}},
+        ("POST", "/v1/admin/keys"): {"json": {"tenant": "../../etc"}},
+    }
+
+
+def test_route_matrix_no_key_other_tenant_bad_input(client, alice_objects, alice, bob):
+    """The closing note's table: every route × {no key, another tenant's id, bad input}."""
+    admin = make_key("matrix-admin", admin=True)
+    ids = {"/v1/datasets/{id}": alice_objects["dataset"], "/v1/jobs/{id}": alice_objects["job"],
+           "/v1/checkpoints/{id}": alice_objects["checkpoint"],
+           "/v1/models/{id}": alice_objects["model"]}
+    table = []
+    for method, template, kw in [
+            ("POST", "/v1/datasets", {"files": {"file": ("x.csv", toy_csv(4))}}),
+            ("GET", "/v1/datasets", {}), ("GET", "/v1/datasets/{id}", {}),
+            ("DELETE", "/v1/datasets/{id}", {}), ("GET", "/v1/base-models", {}),
+            ("POST", "/v1/base-models", {"data": {"architecture": "resnet18"},
+                                         "files": {"file": ("w.safetensors", b"x")}}),
+            ("POST", "/v1/jobs", {"json": {"base_model": "tiny-bert",
+                                           "training_dataset": alice_objects["dataset"]}}),
+            ("GET", "/v1/jobs", {}), ("GET", "/v1/jobs/{id}", {}),
+            ("POST", "/v1/jobs/{id}/cancel", {}), ("GET", "/v1/jobs/{id}/events", {}),
+            ("GET", "/v1/jobs/{id}/metrics", {}), ("GET", "/v1/jobs/{id}/checkpoints", {}),
+            ("GET", "/v1/checkpoints/{id}/content", {}),
+            ("POST", "/v1/models", {"json": {"checkpoint": alice_objects["checkpoint"]}}),
+            ("GET", "/v1/models", {}), ("GET", "/v1/models/{id}", {}),
+            ("GET", "/v1/models/{id}/evaluation", {}),
+            ("POST", "/v1/models/{id}/predict", {"json": {"inputs": ["hello"]}}),
+            ("DELETE", "/v1/models/{id}", {}), ("POST", "/v1/admin/keys", {"json": {"tenant": "z"}}),
+    ]:
+        prefix = next((p for p in ids if template.startswith(p)), None)
+        path = template.replace("{id}", ids[prefix]) if prefix else template
+        no_key = call(client, method, path, kw, {}).status_code
+        other = (call(client, method, path, kw, bob["headers"]).status_code
+                 if prefix or "checkpoint" in kw.get("json", {}) or "training_dataset" in
+                 kw.get("json", {}) else "—")
+        bad_kw = bad_input(alice_objects).get((method, template))
+        bad = "—"
+        if bad_kw is not None:
+            bad_path = bad_kw.pop("path", path)
+            who = admin if "admin" in template else alice
+            bad = call(client, method, bad_path, bad_kw, who["headers"]).status_code
+        table.append((method, template, no_key, other, bad))
+        assert no_key == 401, (method, template)
+        assert other in (404, "—"), (method, template, other)
+        assert bad == "—" or 400 <= bad < 500, (method, template, bad)
+    print("\n| route | no key | other tenant's id | bad input |\n|---|---|---|---|")
+    for method, template, no_key, other, bad in table:
+        print(f"| `{method} {template}` | {no_key} | {other} | {bad} |")
