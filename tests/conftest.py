@@ -30,6 +30,11 @@ os.environ.update({
     "ADAPT_RECONCILE_INTERVAL_S": "1",
     "HF_HUB_OFFLINE": "1",
     "ADAPT_AUTH": "off",  # tests/security turns it on
+    # No rate limits unless a test sets one (the suite makes hundreds of uploads a minute).
+    "ADAPT_RATE_LIMIT_UPLOADS_PER_MINUTE": "0",
+    "ADAPT_RATE_LIMIT_JOBS_PER_MINUTE": "0",
+    "ADAPT_RATE_LIMIT_PREDICT_PER_MINUTE": "0",
+    "ADAPT_MAX_ACTIVE_JOBS_PER_TENANT": "1000",
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
 })

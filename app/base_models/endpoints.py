@@ -1,3 +1,4 @@
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
@@ -7,6 +8,7 @@ from app.base_models import catalog, service
 from app.datasets.service import stage
 from app.db import DbSession
 from app.deps import SettingsDep, StorageDep
+from app.errors import InvalidInput
 from app.idempotency import IdempotencyDep, request_hash
 from app.ratelimit import rate_limit
 from app.schemas import ERROR_RESPONSES
@@ -32,13 +34,27 @@ def upload_base_model(
     architecture: Annotated[str, Form(max_length=64)],
     name: Annotated[str | None, Form(max_length=255)] = None,
     task: Annotated[str | None, Form(max_length=64)] = None,
+    config: Annotated[str | None, Form(max_length=1 << 16,
+                                       description="text models: the transformers config, JSON")] = None,
+    tokenizer: Annotated[str, Form(max_length=255, description="text models: the base model "
+                                   "whose tokenizer to use")] = "minilm-l6-v2",
 ) -> dict:
-    """Bring your own pretrained weights for a known architecture; returns a `bm_…` base model."""
+    """Bring your own pretrained weights: a torchvision architecture, or a transformers model type
+    with its config (text); returns a `bm_…` base model usable in jobs."""
     staged = stage(storage, settings, file.file)
     try:
-        digest = request_hash("base_model", staged.sha256, file.filename, architecture, name, task)
+        digest = request_hash("base_model", staged.sha256, file.filename, architecture, name, task,
+                              config, tokenizer)
+        tokenizer_dir = None
+        if architecture in catalog.TEXT_MODEL_TYPES:
+            tok = catalog.resolve(settings, tokenizer, session, tenant)
+            if tok.task != "text-classification" or tok.source == "hub":
+                raise InvalidInput(f"{tokenizer!r} has no local tokenizer to use.",
+                                   param="tokenizer")
+            tokenizer_dir = Path(tok.path)
         return idem.run(session, tenant, digest, lambda: catalog._uploaded(service.create(
             session, storage, tenant, staged=staged, filename=file.filename or "",
-            architecture=architecture, name=name, task=task)).to_api())
+            architecture=architecture, name=name, task=task, config=config,
+            tokenizer_dir=tokenizer_dir)).to_api())
     finally:
         staged.discard()

@@ -230,3 +230,39 @@ def test_text_and_image_models_do_not_mix(client, digits):
     res = client.post("/v1/jobs", json={"base_model": "minilm-l6-v2",
                                         "training_dataset": digits["id"]})
     assert res.status_code == 422 and res.json()["error"]["code"] == "task_mismatch"
+
+
+def test_bring_your_own_text_encoder_with_its_config(client, tiny_model, tmp_path):
+    """A user's own BERT (here: the tiny one, saved as a plain state dict with a `bert.` prefix, as
+    a model with a head saves it) plus its transformers config; fine-tuned like any base model."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from helpers import toy_csv
+
+    state = {f"bert.{k}": v for k, v in load_file(str(tiny_model / "model.safetensors")).items()}
+    save_file(state, str(tmp_path / "enc.safetensors"))
+    config = json.loads((tiny_model / "config.json").read_text())
+    res = client.post("/v1/base-models", data={"architecture": "bert", "config": json.dumps(config),
+                                               "name": "my bert"},
+                      files={"file": ("enc.safetensors", (tmp_path / "enc.safetensors").read_bytes())})
+    assert res.status_code == 201, res.text
+    bm = res.json()
+    assert bm["task"] == "text-classification" and bm["source"] == "uploaded"
+    ds = client.post("/v1/datasets", files={"file": ("t.csv", toy_csv(80))}).json()
+    job = client.post("/v1/jobs", json={"base_model": bm["id"], "training_dataset": ds["id"],
+                                        "hyperparameters": {"epochs": 2, "batch_size": 8,
+                                                            "learning_rate": 3e-3}})
+    assert job.status_code == 201, job.text
+    done = wait_for_job(client, job.json()["id"])
+    assert done["status"] == "succeeded" and done["metrics"]["val_accuracy"] >= 0.9, done
+
+    wrong = dict(config, hidden_size=64, intermediate_size=128)
+    res = client.post("/v1/base-models", data={"architecture": "bert", "config": json.dumps(wrong)},
+                      files={"file": ("enc.safetensors", (tmp_path / "enc.safetensors").read_bytes())})
+    assert res.status_code == 422 and res.json()["error"]["code"] == "weights_mismatch"
+    assert any("shape" in d["message"] for d in res.json()["error"]["details"])
+    res = client.post("/v1/base-models", data={"architecture": "bert", "config": "{not json"},
+                      files={"file": ("enc.safetensors", b"x")})
+    assert res.status_code == 422 and res.json()["error"]["param"] == "config"
