@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     # Where torchvision ImageNet weight files (resnet18-f37072fd.pth, …) are looked for, ":"-
     # separated, before the torch cache (~/.cache/torch/hub/checkpoints).
     vision_weights_dir: str = ""
+    # Frozen-encoder features shared across `head` jobs: most bytes kept (LRU beyond), 0 = off.
+    feature_cache_bytes: int = 2 << 30
     # Whether hub ids (e.g. "sentence-transformers/all-MiniLM-L6-v2") may be fetched at run time.
     allow_hub: bool = False
 

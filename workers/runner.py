@@ -21,6 +21,7 @@ from app.db import session_scope
 from app.jobs import events
 from app.ml import checkpointing
 from app.ml.callbacks import PeriodicSave
+from app.ml.feature_cache import FeatureCache
 from app.ml.config import TrainConfig
 from app.ml.data import stratified_split
 from app.ml.recipe import ImageClassificationRecipe, TextClassificationRecipe, TrainResult
@@ -157,10 +158,19 @@ def _train(job_id: str, lease: Lease, work_dir: Path) -> TrainResult:
             architecture=entry.architecture, weights_path=Path(entry.path), zip_path=zip_path,
             **common)
     else:
+        cache = (FeatureCache(settings.data_dir / "cache" / "features", settings.feature_cache_bytes)
+                 if settings.feature_cache_bytes else None)
         recipe = TextClassificationRecipe(cfg, Path(entry.path), work_dir, [saver, recorder],
+                                          feature_cache=cache,
+                                          feature_namespace=f"{entry.id}@{entry.revision}",
                                           **common)
     try:
         recipe.setup(tx, ty, vx, vy)
+        if stats := recipe.feature_stats:
+            with session_scope() as s:
+                events.record(s, job_id, f"encoder features for {stats['examples']} examples: "
+                              f"{stats['examples'] - stats['computed']} from the shared cache, "
+                              f"{stats['computed']} computed in {stats['seconds']}s", data=stats)
         if last := checkpointing.latest(resume_root):
             recipe.resume(last)
             with session_scope() as s:

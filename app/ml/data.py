@@ -40,6 +40,17 @@ class EncodedTexts:
 
 
 @dataclass
+class FeatureData:
+    """Frozen-encoder features per example (one row each) and label indices."""
+
+    features: torch.Tensor
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
 class MemberList:
     """Images by their name in the dataset archive, and label indices."""
 
@@ -80,3 +91,10 @@ def batches(data: EncodedTexts, order: Sequence[int], batch_size: int, pad_id: i
         idx = order[b: b + batch_size]
         inputs = collate([data.input_ids[i] for i in idx], pad_id)
         yield inputs, torch.tensor([data.labels[i] for i in idx], dtype=torch.long)
+
+
+def feature_batches(data: FeatureData, order: Sequence[int], batch_size: int,
+                    start: int = 0) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+    for b in range(start * batch_size, len(order), batch_size):
+        idx = torch.tensor(order[b: b + batch_size], dtype=torch.long)
+        yield {"features": data.features[idx]}, torch.tensor([data.labels[i] for i in idx.tolist()])

@@ -65,7 +65,11 @@ class TextClassifier(nn.Module):
             feats = nn.functional.normalize(feats, dim=-1) * self.scale
         return feats
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None,
+                features: torch.Tensor | None = None) -> torch.Tensor:
+        if features is not None:  # precomputed by the frozen encoder (see FeatureCache)
+            return self.head(self.dropout(features))
         if self.frozen_encoder:
             with torch.no_grad():
                 feats = self.features(input_ids, attention_mask)

@@ -14,6 +14,7 @@ from app.ml import checkpointing
 from app.ml import data as D
 from app.ml.callbacks import Callback, CallbackList, Control, EarlyStopping, TrainState
 from app.ml.config import METRICS_HIGHER_IS_BETTER, TrainConfig
+from app.ml.feature_cache import FeatureCache, example_key
 from app.ml.metrics import classification_report
 from app.ml.modeling import build_classifier, export, load_tokenizer
 
@@ -38,8 +39,13 @@ def seed_everything(seed: int) -> None:
 class TextClassificationRecipe:
     def __init__(self, config: TrainConfig, base_dir: Path, work_dir: Path,
                  callbacks: list[Callback] | None = None, resume_dir: Path | None = None,
-                 keep_last: int = 2):
+                 keep_last: int = 2, feature_cache: FeatureCache | None = None,
+                 feature_namespace: str = "", precompute_features: bool = True):
         self.cfg, self.base_dir, self.work_dir = config, Path(base_dir), Path(work_dir)
+        self.feature_cache = feature_cache
+        self.feature_namespace = feature_namespace or str(self.base_dir)
+        self.feature_stats: dict | None = None
+        self.precompute_features = precompute_features  # False: the encoder runs every epoch
         self.resume_dir, self.keep_last = resume_dir, keep_last
         self.callbacks = list(callbacks or [])
         es = config.early_stopping
@@ -81,9 +87,41 @@ class TextClassificationRecipe:
         self.pad_id = self.tokenizer.pad_token_id or 0
         self.train_data = D.encode(self.tokenizer, train_x, train_labels, hp["max_length"])
         self.val_data = D.encode(self.tokenizer, val_x, val_labels, hp["max_length"])
-        return build_classifier(self.base_dir, self.cfg.labels, self.cfg.method, hp)
+        model = build_classifier(self.base_dir, self.cfg.labels, self.cfg.method, hp)
+        if self.cfg.method == "head" and self.precompute_features:
+            # The encoder is fixed: run it once per example, not once per example per epoch.
+            model.to(self.cfg.device)
+            self.train_data, self.val_data = self._featurize(model, self.train_data,
+                                                             self.val_data)
+        return model
+
+    @torch.no_grad()
+    def _featurize(self, model, *datasets: D.EncodedTexts) -> list[D.FeatureData]:
+        """Each example's pooled features, from the shared cache where it has them."""
+        t0 = time.perf_counter()
+        keys = [[example_key(ids) for ids in ds.input_ids] for ds in datasets]
+        cached = self.feature_cache.load(self.feature_namespace) if self.feature_cache else {}
+        todo = sorted({k: (d, i) for d, ks in enumerate(keys) for i, k in enumerate(ks)
+                       if k not in cached}.items())
+        model.eval()
+        computed: dict[str, torch.Tensor] = {}
+        bs = self.cfg.hp("eval_batch_size")
+        for b in range(0, len(todo), bs):
+            chunk = todo[b: b + bs]
+            inputs = D.collate([datasets[d].input_ids[i] for _, (d, i) in chunk], self.pad_id)
+            feats = model.features(**{k: v.to(self.cfg.device) for k, v in inputs.items()})
+            computed.update((k, f.float().cpu()) for (k, _), f in zip(chunk, feats, strict=True))
+        if self.feature_cache and computed:
+            self.feature_cache.store(self.feature_namespace, {**cached, **computed})
+        table = {**cached, **computed}
+        self.feature_stats = {"examples": sum(map(len, keys)), "computed": len(computed),
+                              "seconds": round(time.perf_counter() - t0, 2)}
+        return [D.FeatureData(torch.stack([table[k] for k in ks]) if ks else torch.empty(0),
+                              ds.labels) for ks, ds in zip(keys, datasets, strict=True)]
 
     def _batches(self, data, order, batch_size: int, start: int = 0, train: bool = False):
+        if isinstance(data, D.FeatureData):
+            return D.feature_batches(data, order, batch_size, start)
         return D.batches(data, order, batch_size, self.pad_id, start=start)
 
     def _export(self, path: Path, extra: dict) -> None:

@@ -173,3 +173,17 @@ def test_a_job_whose_dataset_file_is_broken_fails_with_a_clear_error(client, env
     job = wait_for_job(client, job_id)
     assert job["status"] == "failed" and job["error"]["code"] == "dataset_invalid"
     assert "UTF-8" in job["error"]["message"]
+
+
+def test_a_second_head_job_on_the_same_data_skips_the_encoder(client, dataset):
+    messages = []
+    for seed in (1, 2):
+        job_id = client.post("/v1/jobs", json={
+            "base_model": "tiny-bert", "training_dataset": dataset["id"], "method": "head",
+            "seed": seed, "hyperparameters": {"epochs": 2}}).json()["id"]
+        assert wait_for_job(client, job_id)["status"] == "succeeded"
+        events = client.get(f"/v1/jobs/{job_id}/events").json()["data"]
+        messages.append(next(e for e in events if e["message"].startswith("encoder features")))
+    assert messages[0]["data"]["computed"] > 0
+    # Another seed splits the data differently; every example is still in the shared cache.
+    assert messages[1]["data"]["computed"] == 0
