@@ -266,3 +266,17 @@ def test_bring_your_own_text_encoder_with_its_config(client, tiny_model, tmp_pat
     res = client.post("/v1/base-models", data={"architecture": "bert", "config": "{not json"},
                       files={"file": ("enc.safetensors", b"x")})
     assert res.status_code == 422 and res.json()["error"]["param"] == "config"
+
+
+def test_partial_unfreezes_the_last_blocks_and_trains(client, digits):
+    res = client.post("/v1/jobs", json={
+        "base_model": "mobilenet-v2-imagenet", "training_dataset": digits["id"],
+        "method": "partial", "hyperparameters": {"image_size": 48, "epochs": 1,
+                                                 "unfreeze_layers": 2, "augment": 1}})
+    assert res.status_code == 201, res.text
+    assert res.json()["hyperparameters"]["unfreeze_layers"] == 2
+    job = wait_for_job(client, res.json()["id"], timeout=300)
+    assert job["status"] == "succeeded", job["error"]
+    lora = client.post("/v1/jobs", json={"base_model": "mobilenet-v2-imagenet",
+                                         "training_dataset": digits["id"], "method": "lora"})
+    assert lora.status_code == 422 and "text models only" in lora.json()["error"]["message"]
