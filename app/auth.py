@@ -31,10 +31,6 @@ class Caller:
     is_admin: bool
 
 
-def auth_enabled() -> bool:
-    return get_settings().auth_enabled
-
-
 def current_caller(request: Request) -> Caller:
     settings = get_settings()
     if not settings.auth_enabled:

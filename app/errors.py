@@ -44,10 +44,6 @@ class UnsupportedType(AppError):
     status, code = 415, "unsupported_media_type"
 
 
-class Unavailable(AppError):
-    status, code = 503, "unavailable"
-
-
 def error_body(code: str, message: str, param: str | None = None,
                details: list | None = None) -> dict:
     return {"error": {"code": code, "message": message, "param": param, "details": details or []}}

@@ -125,7 +125,3 @@ def inspect_zip(path: Path, limits: ZipLimits | None = None, decode=None) -> Ima
                              "classification needs at least 2 class folders.")
     return summary
 
-
-def read_member(path: Path, name: str) -> bytes:
-    with zipfile.ZipFile(path) as zf, zf.open(name) as f:
-        return f.read()

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers import AutoModel, AutoTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -183,10 +183,6 @@ def _numel(shape: list[int]) -> int:
     for d in shape:
         n *= d
     return n
-
-
-def model_config(model_dir: str | Path):
-    return AutoConfig.from_pretrained(str(model_dir))
 
 
 _README = """# A text classifier fine-tuned with adapt

@@ -92,6 +92,6 @@ async def predict(model_id: str, request: Request, session: DbSession, storage: 
     `files`. Decoding and the forward pass run in a worker thread."""
     parsed = await _predict_request(request, settings)
     inputs, top_k = (parsed if isinstance(parsed, tuple)
-                     else ([i if isinstance(i, str) else i for i in parsed.inputs], parsed.top_k))
+                     else (list(parsed.inputs), parsed.top_k))
     return await run_in_threadpool(service.predict, session, storage, settings, tenant,
                                    model_id, inputs, top_k)
