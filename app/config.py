@@ -41,8 +41,19 @@ class Settings(BaseSettings):
     max_unzipped_bytes: int = 8 << 30
     # Predict: most inputs in one request.
     max_predict_inputs: int = 256
-    # Fine-tuned models kept loaded in the API process (LRU).
+    # Fine-tuned models kept loaded in the API process (LRU): at most this many, and at most this
+    # many bytes of weights (the most recently used model always stays).
     model_cache_size: int = Field(default=4, ge=1)
+    model_cache_bytes: int = Field(default=4 << 30, ge=0)
+    # Predict micro-batching: requests for one model arriving together share a forward pass of at
+    # most predict_max_batch inputs; a batch waits at most predict_max_wait_ms for more, and only
+    # while other predict requests are on their way (an idle server never waits).
+    predict_max_batch: int = Field(default=64, ge=1)
+    predict_max_wait_ms: float = Field(default=2.0, ge=0)
+    # Precision of forward passes: "auto" = bf16 autocast on GPUs and CPUs (AMX) that compute it
+    # natively, float32 elsewhere. Predict may also use fp16 (auto picks it on GPUs without bf16).
+    inference_precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    train_precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     # Tenant that owns objects when auth is off (the embedded single-user default).
     default_tenant: str = "default"

@@ -7,27 +7,22 @@ training images, 30 a class; 1,497 held out) on MobileNetV2 with ImageNet weight
 import argparse
 import base64
 import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _service  # noqa: E402
+from _service import ROOT, serve  # noqa: E402
+
 DIGITS = ROOT / "tests" / "fixtures" / "digits"
 
 
 def call(base: str, path: str, body: dict | None = None, raw: bytes | None = None,
          ctype: str | None = None) -> dict:
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    headers = {"Content-Type": ctype or "application/json"} if data is not None else {}
-    with urllib.request.urlopen(urllib.request.Request(base + path, data=data, headers=headers),
-                                timeout=600) as res:
-        return json.loads(res.read())
+    return _service.call(base, path, body, raw, {"Content-Type": ctype} if ctype else None)
 
 
 def multipart(fields: dict[str, str], filename: str, content: bytes) -> tuple[bytes, str]:
@@ -73,18 +68,7 @@ def main() -> None:
     p.add_argument("--port", type=int, default=8766)
     args = p.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="adapt-transfer-"))
-    env = {**os.environ, "ADAPT_DATA_DIR": str(data_dir), "ADAPT_AUTH": "off"}
-    proc = subprocess.Popen([sys.executable, "-m", "app.serve", "--port", str(args.port)], cwd=ROOT,
-                            env=env, stdout=open(data_dir / "serve.log", "w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{args.port}"
-    try:
-        for _ in range(120):
-            try:
-                if call(base, "/readyz")["status"] == "ready":
-                    break
-            except OSError:
-                time.sleep(1)
+    with serve(args.port, data_dir, env={"ADAPT_AUTH": "off"}) as base:
         body, ctype = multipart({}, "digits.zip", (DIGITS / "digits-train.zip").read_bytes())
         ds = call(base, "/v1/datasets", raw=body, ctype=ctype)["id"]
         import torch
@@ -100,9 +84,6 @@ def main() -> None:
         rows = [run_job(base, ds, "mobilenet-v2-imagenet", "head", args),
                 run_job(base, ds, "mobilenet-v2-imagenet", "full", args),
                 run_job(base, ds, scratch, "full", args)]
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
     print(json.dumps(rows, indent=2))
     gain = rows[1]["heldout_accuracy"] - rows[2]["heldout_accuracy"]
     print(f"\ndigits, {args.epochs} epochs at {args.image_size}px, 270 training images: held-out "

@@ -146,7 +146,8 @@ def _train(job_id: str, lease: Lease, work_dir: Path) -> TrainResult:
         cfg = TrainConfig(method=job.method, hyperparameters=job.hyperparameters, seed=job.seed,
                           select_checkpoint_by=job.select_checkpoint_by,
                           early_stopping=job.early_stopping,
-                          device=resolve_device(settings.worker_device), labels=names)
+                          device=resolve_device(settings.worker_device), labels=names,
+                          precision=settings.train_precision)
         tenant, resume_root = job.tenant_id, resume_dir(job)
         zip_path = get_storage().local_path(train_ds.storage_key)
     recorder = JobRecorder(job_id, tenant, lease, get_storage(), settings.progress_interval_s)

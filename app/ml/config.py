@@ -16,7 +16,7 @@ IMAGE_DEFAULTS: dict[str, Any] = {"image_size": 224, "augment": 0, "hflip": 0}
 _COMMON: dict[str, Any] = {
     "max_length": 128, "weight_decay": 0.01, "warmup_ratio": 0.1, "dropout": 0.1,
     "eval_batch_size": 64, "unfreeze_layers": 2, "lora_rank": 8, "lora_alpha": 16,
-    "lora_dropout": 0.1,
+    "lora_dropout": 0.1, "length_bucketing": 1,
 }
 # (low, high, integer?) for every knob a user may set.
 RANGES: dict[str, tuple[float, float, bool]] = {
@@ -26,6 +26,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "eval_batch_size": (1, 4096, True), "unfreeze_layers": (1, 128, True),
     "lora_rank": (1, 256, True), "lora_alpha": (1, 1024, True), "lora_dropout": (0.0, 0.9, False),
     "image_size": (32, 1024, True), "augment": (0, 1, True), "hflip": (0, 1, True),
+    "length_bucketing": (0, 1, True),
 }
 METRICS_HIGHER_IS_BETTER = {"val_macro_f1": True, "val_accuracy": True, "val_loss": False}
 
@@ -43,14 +44,15 @@ def resolve_hyperparameters(method: str, given: dict[str, Any],
         if method == "lora":
             raise ValueError("method", "lora is available for text models only")
         base = {**base, **IMAGE_DEFAULTS, "eval_batch_size": 32}
-        del base["max_length"], base["dropout"]  # (torchvision heads carry their own dropout)
+        # (torchvision heads carry their own dropout; images have no length)
+        del base["max_length"], base["dropout"], base["length_bucketing"]
         if method in ("full", "partial"):
             base["learning_rate"] = 1e-3 if method == "partial" else 5e-4
     resolved = {k: v for k, v in base.items() if _ONLY_FOR.get(k, method) == method}
     for name, value in given.items():
         image = task == "image-classification"
         if name not in RANGES or (name in IMAGE_DEFAULTS and not image) or (
-                name in ("max_length", "dropout") and image):
+                name in ("max_length", "dropout", "length_bucketing") and image):
             raise ValueError(name, f"unknown hyperparameter {name!r} for {task}")
         if _ONLY_FOR.get(name, method) != method:
             raise ValueError(name, f"{name} applies to method {_ONLY_FOR[name]!r} only")
@@ -75,6 +77,7 @@ class TrainConfig:
     early_stopping: dict[str, Any] | None = None
     device: str = "cpu"
     labels: list[str] = field(default_factory=list)
+    precision: str = "auto"  # "auto" | "fp32" | "bf16": see app.ml.precision
 
     def hp(self, name: str) -> Any:
         return self.hyperparameters[name]

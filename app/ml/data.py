@@ -84,17 +84,44 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
-def batches(data: EncodedTexts, order: Sequence[int], batch_size: int, pad_id: int,
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int,
+                  lengths: Sequence[int] | None = None, bucket: int = 50) -> list[list[int]]:
+    """The batches of one epoch, as example indices; a function of (seed, epoch) only.
+
+    With `lengths`, batches are length-bucketed: the shuffled order is cut into spans of
+    `bucket` batches, each span is sorted by length and cut into batches (so a batch pads to
+    about its own examples' length), and the batches are shuffled again. Which examples meet in
+    a span, and the order batches are seen in, stay random every epoch."""
+    order = epoch_order(n, seed, epoch)
+    if lengths is None:
+        return chunks(order, batch_size)
+    span = batch_size * bucket
+    out = []
+    for c in range(0, n, span):
+        out += chunks(sorted(order[c: c + span], key=lambda i: lengths[i]), batch_size)
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 7_919)
+    return [out[i] for i in torch.randperm(len(out), generator=g).tolist()]
+
+
+def chunks(order: Sequence[int], size: int) -> list[list[int]]:
+    return [list(order[b: b + size]) for b in range(0, len(order), size)]
+
+
+def by_length(lengths: Sequence[int], size: int) -> list[list[int]]:
+    """Evaluation batches: every example once, similar lengths together."""
+    return chunks(sorted(range(len(lengths)), key=lambda i: lengths[i]), size)
+
+
+def batches(data: EncodedTexts, batch_list: Sequence[Sequence[int]], pad_id: int,
             start: int = 0) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
-    """Yield (inputs, labels) for the batches of order, starting at batch index start."""
-    for b in range(start * batch_size, len(order), batch_size):
-        idx = order[b: b + batch_size]
+    """Yield (inputs, labels) for the batches of batch_list, starting at batch index start."""
+    for idx in batch_list[start:]:
         inputs = collate([data.input_ids[i] for i in idx], pad_id)
         yield inputs, torch.tensor([data.labels[i] for i in idx], dtype=torch.long)
 
 
-def feature_batches(data: FeatureData, order: Sequence[int], batch_size: int,
+def feature_batches(data: FeatureData, batch_list: Sequence[Sequence[int]],
                     start: int = 0) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
-    for b in range(start * batch_size, len(order), batch_size):
-        idx = torch.tensor(order[b: b + batch_size], dtype=torch.long)
+    for idx in batch_list[start:]:
+        idx = torch.tensor(idx, dtype=torch.long)
         yield {"features": data.features[idx]}, torch.tensor([data.labels[i] for i in idx.tolist()])

@@ -16,6 +16,7 @@ from app.ml.callbacks import Callback, CallbackList, Control, EarlyStopping, Tra
 from app.ml.config import METRICS_HIGHER_IS_BETTER, TrainConfig
 from app.ml.feature_cache import FeatureCache, example_key
 from app.ml.metrics import classification_report
+from app.ml.precision import autocast, train_autocast_dtype
 from app.ml.modeling import build_classifier, export, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class TextClassificationRecipe:
         self.state = TrainState(epochs=hp["epochs"], total_steps=total,
                                 steps_per_epoch=self.steps_per_epoch)
         self.device = device
+        self.autocast_dtype = train_autocast_dtype(self.cfg.device, self.cfg.precision)
         self._trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
         self._position: tuple = (1, 0, (0.0, 0))  # (epoch, next batch, running loss of epoch)
         self._best: tuple = (None, None, None)
@@ -102,14 +104,16 @@ class TextClassificationRecipe:
         keys = [[example_key(ids) for ids in ds.input_ids] for ds in datasets]
         cached = self.feature_cache.load(self.feature_namespace) if self.feature_cache else {}
         todo = sorted({k: (d, i) for d, ks in enumerate(keys) for i, k in enumerate(ks)
-                       if k not in cached}.items())
+                       if k not in cached}.items(),  # similar lengths together: little padding
+                      key=lambda item: len(datasets[item[1][0]].input_ids[item[1][1]]))
         model.eval()
         computed: dict[str, torch.Tensor] = {}
         bs = self.cfg.hp("eval_batch_size")
         for b in range(0, len(todo), bs):
             chunk = todo[b: b + bs]
             inputs = D.collate([datasets[d].input_ids[i] for _, (d, i) in chunk], self.pad_id)
-            feats = model.features(**{k: v.to(self.cfg.device) for k, v in inputs.items()})
+            with autocast(self.cfg.device, train_autocast_dtype(self.cfg.device, self.cfg.precision)):
+                feats = model.features(**{k: v.to(self.cfg.device) for k, v in inputs.items()})
             computed.update((k, f.float().cpu()) for (k, _), f in zip(chunk, feats, strict=True))
         if self.feature_cache and computed:
             self.feature_cache.store(self.feature_namespace, {**cached, **computed})
@@ -119,10 +123,23 @@ class TextClassificationRecipe:
         return [D.FeatureData(torch.stack([table[k] for k in ks]) if ks else torch.empty(0),
                               ds.labels) for ks, ds in zip(keys, datasets, strict=True)]
 
-    def _batches(self, data, order, batch_size: int, start: int = 0, train: bool = False):
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This epoch's training batches (example indices); length-bucketed for token ids."""
+        hp, data = self.cfg.hyperparameters, self.train_data
+        lengths = ([len(x) for x in data.input_ids]
+                   if isinstance(data, D.EncodedTexts) and hp.get("length_bucketing") else None)
+        return D.epoch_batches(len(data), hp["batch_size"], self.cfg.seed, epoch, lengths)
+
+    def _eval_batches(self) -> list[list[int]]:
+        data, size = self.val_data, self.cfg.hp("eval_batch_size")
+        if isinstance(data, D.EncodedTexts):
+            return D.by_length([len(x) for x in data.input_ids], size)
+        return D.chunks(range(len(data)), size)
+
+    def _batches(self, data, batch_list, start: int = 0, train: bool = False):
         if isinstance(data, D.FeatureData):
-            return D.feature_batches(data, order, batch_size, start)
-        return D.batches(data, order, batch_size, self.pad_id, start=start)
+            return D.feature_batches(data, batch_list, start)
+        return D.batches(data, batch_list, self.pad_id, start=start)
 
     def _export(self, path: Path, extra: dict) -> None:
         export(self.model, self.tokenizer, self.cfg.labels, path,
@@ -139,16 +156,17 @@ class TextClassificationRecipe:
         for epoch in range(first_epoch, hp["epochs"] + 1):
             state.epoch = epoch
             self.model.train()
-            order = D.epoch_order(len(self.train_data), self.cfg.seed, epoch)
+            epoch_batches = self._epoch_batches(epoch)
             batch_idx = first_batch if epoch == first_epoch else 0
             if epoch != first_epoch:
                 loss_sum, loss_n = 0.0, 0
             t0 = time.perf_counter()
-            for inputs, labels in self._batches(self.train_data, order, hp["batch_size"],
-                                                start=batch_idx, train=True):
+            for inputs, labels in self._batches(self.train_data, epoch_batches, start=batch_idx,
+                                                train=True):
                 inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
-                logits = self.model(**inputs)
-                loss = loss_fn(logits, labels.to(self.device))
+                with autocast(self.cfg.device, self.autocast_dtype):
+                    logits = self.model(**inputs)
+                loss = loss_fn(logits.float(), labels.to(self.device))
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self._trainable, 1.0)
                 self.optimizer.step()
@@ -219,13 +237,16 @@ class TextClassificationRecipe:
     def evaluate(self) -> tuple[dict, dict]:
         """Validation loss, accuracy, macro-F1 (metrics) and the full report."""
         self.model.eval()
-        order = list(range(len(self.val_data)))
-        loss_sum, preds = 0.0, []
-        for inputs, labels in self._batches(self.val_data, order, self.cfg.hp("eval_batch_size")):
-            logits = self.model(**{k: v.to(self.device) for k, v in inputs.items()})
+        batch_list = self._eval_batches()
+        loss_sum, preds = 0.0, [0] * len(self.val_data)
+        for idx, (inputs, labels) in zip(batch_list, self._batches(self.val_data, batch_list),
+                                         strict=True):
+            with autocast(self.cfg.device, self.autocast_dtype):
+                logits = self.model(**{k: v.to(self.device) for k, v in inputs.items()})
             loss_sum += torch.nn.functional.cross_entropy(
                 logits.float(), labels.to(self.device), reduction="sum").item()
-            preds.extend(logits.argmax(-1).tolist())
+            for i, p in zip(idx, logits.argmax(-1).tolist(), strict=True):
+                preds[i] = p
         report = classification_report(self.val_data.labels, preds, self.cfg.labels)
         n = max(len(self.val_data), 1)
         metrics = {"val_loss": loss_sum / n, "val_accuracy": report["accuracy"],
@@ -270,15 +291,14 @@ class ImageClassificationRecipe(TextClassificationRecipe):
         model = vision.VisionClassifier(self.architecture, len(self.cfg.labels), state)
         return vision.apply_method(model, self.cfg.method, hp)
 
-    def _batches(self, data, order, batch_size: int, start: int = 0, train: bool = False):
+    def _batches(self, data, batch_list, start: int = 0, train: bool = False):
         import zipfile
 
         from app.ml.vision import decode_image
 
         tf = self.train_tf if train else self.eval_tf
         with zipfile.ZipFile(self.zip_path) as zf:
-            for b in range(start * batch_size, len(order), batch_size):
-                idx = order[b: b + batch_size]
+            for idx in batch_list[start:]:
                 pixels = torch.stack([tf(decode_image(zf.read(data.members[i]))) for i in idx])
                 yield {"pixel_values": pixels}, torch.tensor([data.labels[i] for i in idx])
 

@@ -1,3 +1,5 @@
+import asyncio
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -10,8 +12,9 @@ from app.db import DbSession
 from app.deps import SettingsDep, StorageDep
 from app.idempotency import IdempotencyDep, request_hash
 from app.errors import InvalidInput, NotFound
-from app.models_api import service
+from app.models_api import batching, service
 from app.models_api.schemas import Evaluation, ModelCreate, ModelOut, PredictIn, PredictOut
+from app.observability import observe_predict
 from app.pagination import Page, page_params
 from app.ratelimit import rate_limit
 from app.schemas import ERROR_RESPONSES, ListOf
@@ -89,9 +92,16 @@ async def _predict_request(request: Request, settings) -> PredictIn | tuple[list
 async def predict(model_id: str, request: Request, session: DbSession, storage: StorageDep,
                   settings: SettingsDep, tenant: Tenant):
     """Labels and scores for up to 256 inputs: texts, or images as base64 JSON or multipart
-    `files`. Decoding and the forward pass run in a worker thread."""
-    parsed = await _predict_request(request, settings)
-    inputs, top_k = (parsed if isinstance(parsed, tuple)
-                     else (list(parsed.inputs), parsed.top_k))
-    return await run_in_threadpool(service.predict, session, storage, settings, tenant,
-                                   model_id, inputs, top_k)
+    `files`. Requests for one model that arrive together share a forward pass (micro-batching);
+    decoding and the forward pass run off the event loop."""
+    started = time.perf_counter()
+    with batching.incoming() as arrival:
+        parsed = await _predict_request(request, settings)
+        inputs, top_k = (parsed if isinstance(parsed, tuple)
+                         else (list(parsed.inputs), parsed.top_k))
+        predictor, inputs, top_k = await run_in_threadpool(
+            service.prepare_predict, session, storage, settings, tenant, model_id, inputs, top_k)
+        future = predictor.batcher.submit(inputs, top_k, arrival)
+    predictions = await asyncio.wrap_future(future)
+    observe_predict(time.perf_counter() - started)
+    return {"object": "prediction", "model": model_id, "predictions": predictions}

@@ -1,97 +1,178 @@
-"""Fine-tuned models kept loaded in the API process: an LRU cache that loads each model once."""
+"""Fine-tuned models kept loaded in the API process: a memory-bounded LRU cache that loads each
+model once, and a micro-batcher per model that runs the forward passes off the event loop."""
+import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from app.ml.modeling import load_exported
+from app.ml.precision import autocast
+from app.models_api.batching import Batcher
 
 
-def _top(probs: torch.Tensor, labels: list[str], top_k: int) -> list[dict]:
-    scores, idx = probs.topk(min(top_k, len(labels)), dim=-1)
+def _top(probs: torch.Tensor, labels: list[str], top_ks: list[int]) -> list[dict]:
+    scores, idx = probs.topk(min(max(top_ks), len(labels)), dim=-1)
     out = []
-    for row_s, row_i in zip(scores.tolist(), idx.tolist(), strict=True):
-        top = [{"label": labels[i], "score": s} for s, i in zip(row_s, row_i, strict=True)]
+    for row_s, row_i, k in zip(scores.tolist(), idx.tolist(), top_ks, strict=True):
+        top = [{"label": labels[i], "score": s} for s, i in zip(row_s[:k], row_i[:k], strict=True)]
         out.append({"label": top[0]["label"], "score": top[0]["score"], "top": top})
     return out
 
 
-class ImagePredictor:
-    def __init__(self, ckpt_dir: Path, device: str = "cpu"):
-        from app.ml.vision import load_exported
+class _Predictor:
+    """Shared by text and image models: probabilities for a list of inputs, directly or through
+    the model's batcher."""
 
-        self.net, pre, self.meta = load_exported(ckpt_dir, device)
-        self.transform, self.labels, self.device = pre.eval_transform(), self.meta["labels"], device
+    labels: list[str]
+    device: str
+    dtype: torch.dtype | None = None
+    batcher: Batcher | None = None
+
+    def probabilities(self, inputs: list) -> torch.Tensor:
+        raise NotImplementedError
 
     @torch.inference_mode()
-    def predict(self, images: list, top_k: int) -> list[dict]:
-        pixels = torch.stack([self.transform(img) for img in images]).to(self.device)
-        return _top(self.net(pixels).float().softmax(-1), self.labels, top_k)
+    def run_batch(self, inputs: list, top_ks: list[int]) -> list[dict]:
+        with autocast(self.device, self.dtype):
+            probs = self.probabilities(inputs)
+        return _top(probs.float(), self.labels, top_ks)
+
+    def predict(self, inputs: list, top_k: int) -> list[dict]:
+        """Unbatched: one forward pass for these inputs alone, on the calling thread."""
+        return self.run_batch(inputs, [top_k] * len(inputs))
+
+    def start_batching(self, max_batch: int, max_wait_s: float, name: str) -> None:
+        self.batcher = Batcher(self.run_batch, max_batch, max_wait_s, name=f"predict-{name}")
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+
+    def nbytes(self) -> int:
+        module = getattr(self, "model", None) or getattr(self, "net")
+        return sum(t.numel() * t.element_size()
+                   for t in (*module.parameters(), *module.buffers()))
 
 
-def load_predictor(ckpt_dir: Path):
-    import json
-
-    task = json.loads((Path(ckpt_dir) / "adapt.json").read_text())["task"]
-    return ImagePredictor(ckpt_dir) if task == "image-classification" else Predictor(ckpt_dir)
-
-
-class Predictor:
-    def __init__(self, ckpt_dir: Path, device: str = "cpu"):
+class Predictor(_Predictor):
+    def __init__(self, ckpt_dir: Path, device: str = "cpu", dtype: torch.dtype | None = None):
         self.model, self.tokenizer, self.meta = load_exported(ckpt_dir, device)
         self.labels: list[str] = self.meta["labels"]
         self.max_length: int = self.meta.get("max_length", 128)
-        self.device = device
+        self.device, self.dtype = device, dtype
 
-    @torch.inference_mode()
-    def predict(self, texts: list[str], top_k: int) -> list[dict]:
+    def probabilities(self, texts: list[str]) -> torch.Tensor:
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
                                return_tensors="pt")
         logits = self.model(batch["input_ids"].to(self.device),
                             batch["attention_mask"].to(self.device))
-        return _top(logits.float().softmax(-1), self.labels, top_k)
+        return logits.float().softmax(-1)
+
+
+class ImagePredictor(_Predictor):
+    def __init__(self, ckpt_dir: Path, device: str = "cpu", dtype: torch.dtype | None = None):
+        from app.ml.vision import load_exported as load_vision
+
+        self.net, pre, self.meta = load_vision(ckpt_dir, device)
+        self.transform, self.labels = pre.eval_transform(), self.meta["labels"]
+        self.device, self.dtype = device, dtype
+
+    def probabilities(self, images: list) -> torch.Tensor:
+        pixels = torch.stack([self.transform(img) for img in images]).to(self.device)
+        return self.net(pixels).float().softmax(-1)
+
+
+def load_predictor(ckpt_dir: Path, device: str = "cpu",
+                   dtype: torch.dtype | None = None) -> _Predictor:
+    task = json.loads((Path(ckpt_dir) / "adapt.json").read_text())["task"]
+    cls = ImagePredictor if task == "image-classification" else Predictor
+    return cls(ckpt_dir, device, dtype)
 
 
 class ModelCache:
-    """At most `size` predictors; concurrent first requests for one model load it once."""
+    """At most `size` predictors and `max_bytes` of weights (the newest always stays); concurrent
+    first requests for one model load it once. on_lookup(hit) observes every get()."""
 
-    def __init__(self, size: int):
-        self.size = size
-        self._items: OrderedDict[str, Predictor] = OrderedDict()
+    def __init__(self, size: int, max_bytes: int = 0, load: Callable[[Path], _Predictor] = load_predictor,
+                 on_lookup: Callable[[bool], None] | None = None):
+        self.size, self.max_bytes, self._load, self._on_lookup = size, max_bytes, load, on_lookup
+        self._items: OrderedDict[str, tuple[_Predictor, int]] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
 
-    def get(self, key: str, path: Path) -> Predictor:
+    def get(self, key: str, path: Path) -> _Predictor:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
-                return self._items[key]
+                return self._hit(True, self._items[key][0])
             load_lock = self._loading.setdefault(key, threading.Lock())
         with load_lock:
             with self._lock:
                 if key in self._items:
-                    return self._items[key]
-            predictor = load_predictor(path)
+                    return self._hit(True, self._items[key][0])
+            predictor = self._load(path)
             with self._lock:
-                self._items[key] = predictor
+                self._items[key] = (predictor, predictor.nbytes())
                 self._loading.pop(key, None)
-                while len(self._items) > self.size:
-                    self._items.popitem(last=False)
-            return predictor
+                self._evict()
+            return self._hit(False, predictor)
+
+    def _hit(self, hit: bool, predictor: _Predictor) -> _Predictor:
+        if self._on_lookup is not None:
+            self._on_lookup(hit)
+        return predictor
+
+    def _evict(self) -> None:
+        while len(self._items) > 1 and (
+                len(self._items) > self.size
+                or (self.max_bytes and sum(n for _, n in self._items.values()) > self.max_bytes)):
+            _, (old, _) = self._items.popitem(last=False)
+            old.close()
 
     def drop(self, key: str) -> None:
         with self._lock:
-            self._items.pop(key, None)
+            item = self._items.pop(key, None)
+        if item is not None:
+            item[0].close()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 _cache: ModelCache | None = None
+_cache_lock = threading.Lock()
+
+
+def _load_for_serving(path: Path) -> _Predictor:
+    from app.config import get_settings
+    from app.ml.precision import autocast_dtype
+
+    settings = get_settings()
+    device = "cuda" if torch.cuda.is_available() and settings.worker_device != "cpu" else "cpu"
+    predictor = load_predictor(path, device, autocast_dtype(device, settings.inference_precision))
+    predictor.start_batching(settings.predict_max_batch, settings.predict_max_wait_ms / 1000,
+                             name=Path(path).name)
+    return predictor
 
 
 def model_cache() -> ModelCache:
     global _cache
-    if _cache is None:
-        from app.config import get_settings
+    with _cache_lock:
+        if _cache is None:
+            from app.config import get_settings
 
-        _cache = ModelCache(get_settings().model_cache_size)
-    return _cache
+            settings = get_settings()
+            _cache = ModelCache(settings.model_cache_size, settings.model_cache_bytes,
+                                load=_load_for_serving, on_lookup=_observe_lookup)
+        return _cache
+
+
+def _observe_lookup(hit: bool) -> None:
+    try:
+        from app.observability import record_model_cache
+    except ImportError:
+        return
+    record_model_cache(hit)

@@ -84,8 +84,9 @@ def _b64(value: str | None, i: int) -> bytes:
                            param=f"inputs.{i}.image_base64") from None
 
 
-def predict(session: Session, storage: LocalStorage, settings: Settings, tenant: str,
-            model_id: str, inputs: list, top_k: int | None) -> dict:
+def prepare_predict(session: Session, storage: LocalStorage, settings: Settings, tenant: str,
+                    model_id: str, inputs: list, top_k: int | None) -> tuple[object, list, int]:
+    """(loaded predictor, checked inputs, top_k): everything a forward pass needs."""
     model = get(session, tenant, model_id)
     if not inputs:
         raise InvalidInput("Send at least one input.", param="inputs")
@@ -95,5 +96,4 @@ def predict(session: Session, storage: LocalStorage, settings: Settings, tenant:
     inputs = _check_inputs(model, inputs)
     ckpt = session.get(Checkpoint, model.checkpoint_id)
     predictor = model_cache().get(model.id, storage.local_path(ckpt.storage_key))
-    preds = predictor.predict(inputs, top_k or min(len(predictor.labels), 5))
-    return {"object": "prediction", "model": model.id, "predictions": preds}
+    return predictor, inputs, top_k or min(len(predictor.labels), 5)
