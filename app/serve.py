@@ -14,6 +14,7 @@ import uvicorn
 
 from app.config import LOOPBACK, get_settings
 from app.migrate import upgrade
+from app.observability import configure_logging
 
 log = logging.getLogger("adapt.serve")
 
@@ -42,8 +43,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--no-worker", action="store_true", help="run the API only")
     parser.add_argument("--worker-only", action="store_true", help="run a worker only")
+    parser.add_argument("--api-workers", type=int, default=1,
+                        help="API processes (each keeps its own model cache and rate limits)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -62,7 +65,10 @@ def main(argv: list[str] | None = None) -> None:
     worker = None if args.no_worker else subprocess.Popen(worker_command(),
                                                           preexec_fn=_die_with_parent)
     try:
-        uvicorn.run("app.main:app", host=args.host, port=args.port, log_level="info")
+        # log_config=None: uvicorn's loggers go through ours (ADAPT_LOG_FORMAT); the access log
+        # is the request middleware's (with request ids), not uvicorn's.
+        uvicorn.run("app.main:app", host=args.host, port=args.port, log_level="info",
+                    log_config=None, access_log=False, workers=args.api_workers)
     finally:
         if worker is not None:
             worker.send_signal(signal.SIGTERM)

@@ -51,6 +51,11 @@ end
 """)
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
                           "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    return parse_wrk(out)
+
+
+def parse_wrk(out: str) -> dict:
+    """Requests/s and latency percentiles (ms) from wrk --latency output; errors stop the run."""
     if "Non-2xx" in out or "Socket errors" in out:
         raise SystemExit(f"wrk saw errors:\n{out}")
     unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}

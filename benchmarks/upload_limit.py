@@ -37,13 +37,17 @@ def sample_rss(pid: int, out: list, stop: threading.Event) -> None:
         time.sleep(0.05)
 
 
-def send_chunked(port: int, total: int, chunk: int = 1 << 20) -> tuple[int, int, float]:
-    """Stream a multipart upload of `total` bytes; returns (status, bytes sent, seconds)."""
+ROW = b"a review that goes on and on about the film," + b"x" * 20 + b",fresh\r\n"
+
+
+def send_chunked(port: int, total: int, chunk: int = 1 << 20,
+                 rows: bytes = ROW) -> tuple[int, int, float, str]:
+    """Stream a multipart upload of about `total` bytes of CSV made of `rows` repeated; returns
+    (status, bytes sent, seconds to the answer, answer)."""
     boundary = "adaptlimitboundary"
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
             f"filename=\"big.csv\"\r\nContent-Type: text/csv\r\n\r\ntext,label\r\n").encode()
-    row = b"a review that goes on and on about the film," + b"x" * 20 + b",fresh\r\n"
-    block = row * (chunk // len(row))
+    block = rows * max(chunk // len(rows), 1)
     sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall((f"POST /v1/datasets HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
                   f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n").encode())
@@ -55,12 +59,14 @@ def send_chunked(port: int, total: int, chunk: int = 1 << 20) -> tuple[int, int,
             if select.select([sock], [], [], 0)[0]:
                 break  # the server answered before the body ended
         else:
-            sock.sendall(b"0\r\n\r\n")
+            tail = f"\r\n--{boundary}--\r\n".encode()
+            sock.sendall(f"{len(tail):x}\r\n".encode() + tail + b"\r\n0\r\n\r\n")
     except (BrokenPipeError, ConnectionResetError):
         pass
     reply = sock.recv(65536).decode(errors="replace")
+    seconds = time.time() - t0
     sock.close()
-    return int(reply.split()[1]) if reply.startswith("HTTP/") else -1, sent, time.time() - t0
+    return int(reply.split()[1]) if reply.startswith("HTTP/") else -1, sent, seconds, reply
 
 
 def main() -> None:
@@ -89,7 +95,7 @@ def main() -> None:
         sampler.start()
         time.sleep(0.3)
         baseline = rss[-1]
-        status, sent, seconds = send_chunked(port, args.send_mb << 20)
+        status, sent, seconds, _ = send_chunked(port, args.send_mb << 20)
         time.sleep(0.5)
         stop.set()
         sampler.join()
