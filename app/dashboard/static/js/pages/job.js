@@ -1,0 +1,152 @@
+// One job: status, progress, live loss and validation curves, events, confusion matrix, cancel.
+import { api, streamEvents } from "../api.js";
+import { lineChart } from "../charts.js";
+import { badge, bar, errorBox, fmtDuration, fmtNum, fmtTime, h, jobProgress } from "../dom.js";
+import { evaluationCard } from "./evaluation.js";
+import { ACTIVE } from "./jobs.js";
+
+const POLL_MS = 1000;
+
+function series(metrics, names, x) {
+  return names.map((name) => ({
+    name, points: metrics.filter((m) => m.name === name).map((m) => [m[x], m.value]),
+  })).filter((sr) => sr.points.length);
+}
+
+function header(job, onCancel) {
+  return h("h1", null, "Job ", h("span", { class: "mono" }, job.id), badge(job.status),
+    ACTIVE.includes(job.status) && job.status !== "cancelling"
+      ? h("button", { type: "button", class: "danger", id: "cancel-job", onclick: onCancel }, "Cancel") : null,
+    job.model ? h("a", { href: `#/models/${job.model}`, id: "model-link" }, `model ${job.model} →`) : null);
+}
+
+function progressCard(job) {
+  const p = job.progress || {};
+  const parts = [];
+  if (p.total_steps) parts.push(`epoch ${p.epoch}/${p.epochs}`, `step ${p.step}/${p.total_steps}`);
+  if (job.status === "running") parts.push(`ETA ${fmtDuration(p.eta_seconds)}`);
+  if (p.samples_per_second) parts.push(`${fmtNum(p.samples_per_second, 1)} samples/s`);
+  const m = job.metrics || {};
+  return h("div", { class: "card", id: "progress" },
+    h("h2", null, "Progress"), bar(jobProgress(job), true),
+    h("p", { class: "progress-text" }, parts.join(" · ") || (job.status === "queued" ? "waiting for a worker" : "—")),
+    job.error ? errorBox({ code: job.error.code, message: job.error.message }) : null,
+    h("dl", { class: "facts" },
+      h("dt", null, "Base model"), h("dd", null, job.base_model),
+      h("dt", null, "Dataset"), h("dd", { class: "mono" }, job.training_dataset),
+      h("dt", null, "Method"), h("dd", null, job.method),
+      h("dt", null, "Hyperparameters"), h("dd", { class: "mono" },
+        Object.entries(job.hyperparameters).map(([k, v]) => `${k}=${v}`).join("  ")),
+      h("dt", null, "Latest metrics"), h("dd", null, Object.keys(m).length
+        ? Object.entries(m).map(([k, v]) => `${k} ${fmtNum(v, 4)}`).join(" · ") : "—"),
+      h("dt", null, "Attempts"), h("dd", null, job.attempts),
+      h("dt", null, "Created / finished"), h("dd", null, `${fmtTime(job.created_at)} / ${fmtTime(job.finished_at)}`)));
+}
+
+function chartsCard(metrics) {
+  return h("div", { class: "grid", id: "charts" },
+    h("div", { class: "card", id: "loss-chart" }, h("h2", null, "Loss"),
+      lineChart(series(metrics, ["train_loss", "val_loss"], "step"), { xLabel: "step", title: "loss" })),
+    h("div", { class: "card", id: "val-chart" }, h("h2", null, "Validation metrics"),
+      lineChart(series(metrics, ["val_accuracy", "val_macro_f1"], "epoch"), { xLabel: "epoch", title: "validation metrics" })));
+}
+
+function eventItem(e) {
+  const when = new Date(e.created_at).toLocaleTimeString();
+  return h("li", { class: e.level, dataset: { id: e.id, type: e.type } }, h("span", { class: "when" }, when), e.message);
+}
+
+export async function render(view, jobId, ctx) {
+  const id = encodeURIComponent(jobId);
+  let [job, metrics] = await Promise.all([api(`v1/jobs/${id}`), api(`v1/jobs/${id}/metrics`)]);
+  let lastStep = -1;
+  let evaluationShown = false;
+  const slots = { header: h("div"), progress: h("div"), charts: h("div"), evaluation: h("div") };
+  const events = h("ol", { class: "events", id: "events" });
+  const abort = new AbortController();
+
+  const cancel = async () => {
+    try { job = await api(`v1/jobs/${id}/cancel`, { method: "POST" }); draw(); } catch (err) { ctx.showError(err); }
+  };
+  async function draw() {
+    slots.header.replaceChildren(header(job, cancel));
+    slots.progress.replaceChildren(progressCard(job));
+    const step = (job.progress || {}).step ?? 0;
+    if (step !== lastStep || !ACTIVE.includes(job.status)) {
+      lastStep = step;
+      slots.charts.replaceChildren(chartsCard(metrics.data));
+    }
+    if (job.model && !evaluationShown) {
+      evaluationShown = true;
+      slots.evaluation.replaceChildren(await evaluationCard(job.model));
+    }
+  }
+  async function refresh(withMetrics) {
+    const fresh = await api(`v1/jobs/${id}`, { signal: abort.signal });
+    const step = (fresh.progress || {}).step ?? 0;
+    if (withMetrics || step !== lastStep || fresh.status !== job.status) {
+      metrics = await api(`v1/jobs/${id}/metrics`, { signal: abort.signal });
+    }
+    job = fresh;
+    if (ctx.alive()) await draw();
+  }
+
+  await draw();
+  view.append(slots.header, slots.progress, slots.charts, slots.evaluation,
+    h("div", { class: "card" }, h("h2", null, "Events ", h("span", { class: "muted", id: "stream-state" })), events));
+
+  // Live: the SSE stream (fetch streaming) says when something changed — `progress` events as the
+  // worker writes the row, logged events (epoch metrics, status) — and the page then re-reads the
+  // job and, when the step moved, its metrics. While the stream is down, poll every second.
+  let busy = false;
+  let pending = null; // an update asked for while one ran: run once more after it
+  let live = false;
+  const update = async (withMetrics = false) => {
+    if (busy) { pending = pending || withMetrics; return; }
+    busy = true;
+    try { await refresh(withMetrics); } catch (err) { ctx.showError(err); } finally { busy = false; }
+    if (pending !== null && ctx.alive()) {
+      const again = pending;
+      pending = null;
+      await update(again);
+    }
+  };
+  const timer = setInterval(() => { if (!live && ACTIVE.includes(job.status)) update(); }, POLL_MS);
+  ctx.onLeave(() => { clearInterval(timer); abort.abort(); });
+  follow(jobId, {
+    signal: abort.signal,
+    onLive: (on) => {
+      live = on;
+      const el = document.getElementById("stream-state");
+      if (el) el.textContent = on ? "(live)" : "";
+    },
+    onEvent: (e) => {
+      if (e.id !== null) {
+        events.append(eventItem(e.data));
+        events.scrollTop = events.scrollHeight;
+      }
+      if (e.type !== "message") update(e.type !== "progress");
+    },
+    onEnd: () => update(true),
+    onError: ctx.showError,
+  });
+}
+
+/** Follow the event stream until the job has finished, reconnecting (resumably) when it drops. */
+async function follow(jobId, { signal, onLive, onEvent, onEnd, onError }) {
+  let after = 0;
+  for (let attempt = 0; !signal.aborted && attempt < 30; attempt++) {
+    try {
+      onLive(true);
+      after = await streamEvents(jobId, { after, signal, onEvent });
+      onLive(false);
+      onEnd(); // the server ends the stream once the job has finished
+      return;
+    } catch (err) {
+      onLive(false);
+      if (signal.aborted) return;
+      if (err.status) { onError(err); return; }
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+}
