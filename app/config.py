@@ -90,6 +90,22 @@ class Settings(BaseSettings):
     # Attempts before a job that keeps dying (or keeps meeting transient errors) fails for good.
     max_attempts: int = Field(default=5, ge=1)
 
+    # Webhooks (sent by the workers): attempts per delivery before it is marked failed; the wait
+    # before retry n is webhook_backoff_s * 2^(n-1) seconds, at most webhook_backoff_max_s; each
+    # POST gives up after webhook_timeout_s seconds; an idle dispatcher looks for due deliveries
+    # every webhook_poll_s seconds.
+    webhook_max_attempts: int = Field(default=10, ge=1)
+    webhook_backoff_s: float = Field(default=5.0, ge=0)
+    webhook_backoff_max_s: float = Field(default=600.0, ge=0)
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    webhook_poll_s: float = Field(default=1.0, gt=0)
+    # Webhook endpoints one tenant may register (each job end is sent to every matching one).
+    max_webhooks_per_tenant: int = Field(default=20, ge=1)
+
+    # Logs: "json" (one object a line: ts, level, logger, message, request_id, job_id, extras)
+    # or "text" (human-readable).
+    log_format: Literal["json", "text"] = "json"
+
     @property
     def auth_enabled(self) -> bool:
         if self.auth != "auto":

@@ -1,14 +1,18 @@
 """Operations endpoints: liveness, readiness (database, broker, storage), Prometheus metrics."""
+import logging
+
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy import func, select, text
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import text
 
-from app.db import get_engine, session_scope
-from app.models import Job
+from app.db import get_engine
+from app.observability import metrics as observability_metrics
 from app.queue import producer
 from app.storage import get_storage
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
 
 
@@ -37,18 +41,16 @@ def _check(name: str) -> str | None:
 async def readyz() -> JSONResponse:
     """Database, broker and storage reachable (200), else 503 naming what is down."""
     checks = {n: await run_in_threadpool(_check, n) for n in ("database", "broker", "storage")}
-    ok = all(v is None for v in checks.values())
-    body = {"status": "ready" if ok else "unavailable",
+    failed = [name for name, error in checks.items() if error is not None]
+    if failed:
+        log.warning("not ready: %s", ", ".join(f"{n} ({checks[n]})" for n in failed))
+    ok = not failed
+    body = {"status": "ready" if ok else "unavailable", "failed": failed,
             "checks": {k: "ok" if v is None else v for k, v in checks.items()}}
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics() -> str:
-    """Prometheus text format."""
-    with session_scope() as s:
-        counts = dict(s.execute(select(Job.status, func.count()).group_by(Job.status)).all())
-    lines = ["# HELP adapt_jobs Jobs by status.", "# TYPE adapt_jobs gauge"]
-    for status in ("queued", "running", "cancelling", "succeeded", "failed", "cancelled"):
-        lines.append(f'adapt_jobs{{status="{status}"}} {counts.get(status, 0)}')
-    return "\n".join(lines) + "\n"
+def metrics() -> Response:
+    """Prometheus text format (metric names in README, "Observability")."""
+    return Response(observability_metrics.render(), media_type=CONTENT_TYPE_LATEST)

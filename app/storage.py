@@ -67,9 +67,10 @@ class LocalStorage:
             path.unlink(missing_ok=True)
 
     def ping(self) -> None:
-        probe = self.root / "tmp" / ".ping"
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        """Raise unless a file can be written here (a unique name: probes may run at once)."""
+        with tempfile.NamedTemporaryFile(dir=self.root / "tmp", prefix=".ping-") as probe:
+            probe.write(b"ok")
+            probe.flush()
 
 
 def get_storage() -> LocalStorage:

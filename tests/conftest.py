@@ -35,6 +35,12 @@ os.environ.update({
     "ADAPT_RATE_LIMIT_JOBS_PER_MINUTE": "0",
     "ADAPT_RATE_LIMIT_PREDICT_PER_MINUTE": "0",
     "ADAPT_MAX_ACTIVE_JOBS_PER_TENANT": "1000",
+    "ADAPT_LOG_FORMAT": "text",  # readable test output; tests/observability checks the JSON
+    # Webhook retries in tenths of a second (tests/webhooks waits for a third attempt).
+    "ADAPT_WEBHOOK_BACKOFF_S": "0.2",
+    "ADAPT_WEBHOOK_POLL_S": "0.2",
+    "ADAPT_WEBHOOK_MAX_ATTEMPTS": "4",
+    "ADAPT_WEBHOOK_TIMEOUT_S": "2",
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
 })

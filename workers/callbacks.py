@@ -38,7 +38,8 @@ def progress_of(state: TrainState) -> dict:
             "total_steps": state.total_steps,
             "eta_seconds": round(rate * remaining, 1) if rate is not None else None,
             "samples_per_second": round(state.samples_seen / state.elapsed_s, 2)
-            if state.elapsed_s else None}
+            if state.elapsed_s else None,
+            "train_loss": round(state.train_loss, 4) if state.step else None}
 
 
 class JobRecorder(Callback):

@@ -15,6 +15,7 @@ from app.db import session_scope
 from app.jobs import events
 from app.models import Job
 from app.models.base import utcnow
+from app.webhooks import outbox
 
 log = logging.getLogger(__name__)
 RESEND_GRACE_S = 5.0  # a just-created job's message may not be countable yet
@@ -39,6 +40,8 @@ def expire_leases() -> list[str]:
                           level="warning", type="status", data={"status": to})
             if to == "queued":
                 requeued.append(job_id)
+            else:
+                outbox.job_finished(s, job_id, to)
     return requeued
 
 

@@ -28,7 +28,9 @@ from app.ml.recipe import ImageClassificationRecipe, TextClassificationRecipe, T
 from app.models import Checkpoint, Dataset, Job
 from app.models.base import utcnow
 from app.models_api.service import create_from_checkpoint
+from app.observability import log_context
 from app.storage import get_storage
+from app.webhooks import outbox
 from workers.callbacks import JobRecorder
 from workers.lease import Lease, fenced
 
@@ -86,6 +88,7 @@ def finish(job_id: str, attempt: int, status: str, message: str, **values) -> bo
                           level="error" if status == "failed" else "info",
                           data={"status": status, **({"error": values["error"]}
                                                      if "error" in values else {})})
+            outbox.job_finished(s, job_id, status)
     return bool(done)
 
 
@@ -200,6 +203,7 @@ def _succeed(job_id: str, attempt: int, result: TrainResult) -> None:
             return
         events.record(s, job_id, f"job succeeded{why}: model {model.id} from checkpoint "
                       f"{ckpt.id}", type="status", data={"status": "succeeded"})
+        outbox.job_finished(s, job_id, "succeeded")
 
 
 def _fail(job_id: str, attempt: int, code: str, message: str) -> None:
@@ -221,12 +225,19 @@ def _outcome(job_id: str, attempt: int, result: TrainResult) -> None:
 
 
 def run_job(job_id: str, worker_id: str) -> None:
-    """Claim and run the job; every outcome ends on the job row."""
+    """Claim and run the job; every outcome ends on the job row. Lines logged meanwhile carry
+    the job id."""
+    with log_context(job=job_id):
+        _run_job(job_id, worker_id)
+
+
+def _run_job(job_id: str, worker_id: str) -> None:
     settings = get_settings()
     attempt = claim(job_id, worker_id, settings.lease_s)
     if attempt is None:
         log.info("job %s is not queued (already claimed, cancelled or gone): skipping", job_id)
         return
+    log.info("job %s: attempt %d started on %s", job_id, attempt, worker_id)
     if attempt > settings.max_attempts:
         return _fail(job_id, attempt, "too_many_attempts",
                      f"Gave up after {settings.max_attempts} attempts (see the job's events).")

@@ -69,21 +69,27 @@ def job_events(job_id: str, request: Request, session: DbSession, tenant: Tenant
                            for e in repository.events_after(session, job.id, after)])
 
 
-def _poll(job_id: str, after: int) -> tuple[list[dict], bool]:
+def _poll(job_id: str, after: int) -> tuple[list[dict], dict | None, bool]:
     with session_scope() as s:
         rows = [EventOut.model_validate(e).model_dump(mode="json")
                 for e in repository.events_after(s, job_id, after)]
-        status = s.get(repository.Job, job_id).status
-    return rows, status in FINAL_STATUSES
+        job = s.get(repository.Job, job_id)
+        return rows, job.progress, job.status in FINAL_STATUSES
 
 
 async def _sse(job_id: str, after: int, request: Request):
-    """Follow the event log until the job has finished and every event was sent."""
+    """Follow the event log until the job has finished and every event was sent. Progress
+    (step, ETA, loss) goes out as `progress` events without an id: live state, not part of the
+    resumable log, so Last-Event-ID still names the last logged event."""
+    progress = None
     while not await request.is_disconnected():
-        rows, finished = await run_in_threadpool(_poll, job_id, after)
+        rows, now, finished = await run_in_threadpool(_poll, job_id, after)
         for row in rows:
             after = row["id"]
             yield f"id: {row['id']}\nevent: {row['type']}\ndata: {json.dumps(row)}\n\n"
+        if now is not None and now != progress:
+            progress = now
+            yield f"event: progress\ndata: {json.dumps(now)}\n\n"
         if finished and not rows:
             return
         if not rows:

@@ -15,6 +15,7 @@ from app.ml.config import resolve_hyperparameters
 from app.ratelimit import RateLimited
 from app.models import ACTIVE_STATUSES, FINAL_STATUSES, Checkpoint, Dataset, Job
 from app.models.base import utcnow
+from app.webhooks import outbox
 
 
 def _dataset(session: Session, tenant: str, dataset_id: str, param: str) -> Dataset:
@@ -98,6 +99,8 @@ def cancel(session: Session, tenant: str, job_id: str) -> Job:
                                .values(**values)).rowcount
         if done:
             events.record(session, job.id, message, type="status", data={"status": after})
+            if after == "cancelled":
+                outbox.job_finished(session, job.id, after)
             break
     session.refresh(job)
     if not done and job.status in FINAL_STATUSES:

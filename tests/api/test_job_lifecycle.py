@@ -107,6 +107,25 @@ def test_predict_and_evaluation(client, finished_job):
     assert set(ev["per_class"]) == {"bad", "good"}
 
 
+def test_concurrent_predicts_each_get_their_own_answers(client, finished_job):
+    """Requests gathered into shared forward passes answer exactly what each asked alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = f"/v1/models/{finished_job['model']}/predict"
+    words = ["superb", "awful", "brilliant", "dull", "great", "boring", "moving", "tedious"]
+    requests = [{"inputs": [f"{words[i % 8]} {words[(i * 3) % 8]} film"] * (1 + i % 3),
+                 "top_k": 1 + i % 2} for i in range(24)]
+    alone = [client.post(url, json=r).json()["predictions"] for r in requests]
+    with ThreadPoolExecutor(12) as pool:
+        together = list(pool.map(lambda r: client.post(url, json=r), requests))
+    assert all(r.status_code == 200 for r in together)
+    for a, t, r in zip(alone, together, requests, strict=True):
+        t = t.json()["predictions"]
+        assert len(t) == len(r["inputs"]) and [len(p["top"]) for p in t] == [r["top_k"]] * len(t)
+        assert [p["label"] for p in t] == [p["label"] for p in a]
+        assert all(abs(x["score"] - y["score"]) < 1e-4 for x, y in zip(t, a, strict=True))
+
+
 @pytest.mark.parametrize("inputs,status", [([], 422), (["x"] * 300, 422), ([""], 422),
                                            ([1, 2], 422)])
 def test_predict_with_bad_inputs_is_refused(client, finished_job, inputs, status):

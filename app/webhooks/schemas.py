@@ -1,0 +1,76 @@
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.schemas import ApiModel, OptionalTimestamp, Timestamp
+
+EVENTS = ("job.succeeded", "job.failed", "job.cancelled")
+Event = Literal["job.succeeded", "job.failed", "job.cancelled"]
+
+
+def check_url(url: str) -> str:
+    """An absolute http(s) URL with a host; the message says what is wrong."""
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        raise ValueError("must not contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+    except ValueError as exc:
+        raise ValueError(f"is not a valid URL ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("must be an http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError("must name a host, e.g. https://example.com/hooks/adapt")
+    return url
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    url: str = Field(min_length=1, max_length=2048,
+                     description="Where events are POSTed: an http:// or https:// URL.")
+    events: list[Event] = Field(min_length=1, max_length=len(EVENTS),
+                                description="Which job endings to send.")
+    description: str | None = Field(default=None, max_length=500)
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, url: str) -> str:
+        return check_url(url)
+
+    @field_validator("events")
+    @classmethod
+    def _unique(cls, events: list[str]) -> list[str]:
+        return list(dict.fromkeys(events))
+
+
+class WebhookOut(ApiModel):
+    object: Literal["webhook"] = "webhook"
+    id: str
+    url: str
+    events: list[str]
+    description: str | None
+    created_at: Timestamp
+
+
+class WebhookCreated(WebhookOut):
+    # Shown once: verify each delivery's Adapt-Signature with it (README, "Webhooks").
+    secret: str
+
+
+class DeliveryOut(ApiModel):
+    object: Literal["webhook_delivery"] = "webhook_delivery"
+    id: str
+    webhook: str = Field(validation_alias="endpoint_id")
+    event: str
+    event_id: str
+    job: str = Field(validation_alias="job_id")
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: OptionalTimestamp
+    created_at: Timestamp
+    last_attempt_at: OptionalTimestamp
+    completed_at: OptionalTimestamp
+
