@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from app.config import get_settings
 from app.db import session_scope
@@ -31,7 +32,9 @@ class Caller:
     is_admin: bool
 
 
-def current_caller(request: Request) -> Caller:
+async def current_caller(request: Request) -> Caller:
+    """The caller: the default tenant when auth is off (no I/O), else the key's tenant (looked up
+    in the thread pool)."""
     settings = get_settings()
     if not settings.auth_enabled:
         return Caller(settings.default_tenant, None, True)
@@ -40,8 +43,12 @@ def current_caller(request: Request) -> Caller:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Missing API key: send `Authorization: Bearer <key>`.",
                            headers={"WWW-Authenticate": "Bearer"})
+    return await run_in_threadpool(_verified_caller, token.strip())
+
+
+def _verified_caller(token: str) -> Caller:
     with session_scope() as s:
-        row = keys.verify(s, token.strip())
+        row = keys.verify(s, token)
         if row is None:
             raise Unauthorized("Invalid or revoked API key.",
                                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
@@ -56,11 +63,11 @@ def current_caller(request: Request) -> Caller:
 CurrentCaller = Annotated[Caller, Depends(current_caller)]
 
 
-def current_tenant(caller: CurrentCaller) -> str:
+async def current_tenant(caller: CurrentCaller) -> str:  # no I/O: no thread-pool hop
     return caller.tenant
 
 
-def admin_caller(caller: CurrentCaller) -> Caller:
+async def admin_caller(caller: CurrentCaller) -> Caller:
     if not caller.is_admin:
         raise Forbidden("This route needs an admin key.")
     return caller

@@ -6,5 +6,16 @@ from fastapi import Depends
 from app.config import Settings, get_settings
 from app.storage import LocalStorage, get_storage
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-StorageDep = Annotated[LocalStorage, Depends(get_storage)]
+
+
+# async: both are cached objects, so resolving them needs no thread-pool hop.
+async def _settings() -> Settings:
+    return get_settings()
+
+
+async def _storage() -> LocalStorage:
+    return get_storage()
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+StorageDep = Annotated[LocalStorage, Depends(_storage)]

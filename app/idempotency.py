@@ -55,7 +55,7 @@ class Idempotency:
         return JSONResponse(body, status_code=status_code)
 
 
-def _idempotency(idempotency_key: Annotated[str | None, Header(max_length=255)] = None):
+async def _idempotency(idempotency_key: Annotated[str | None, Header(max_length=255)] = None):
     return Idempotency(idempotency_key)
 
 

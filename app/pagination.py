@@ -12,7 +12,7 @@ class Page(BaseModel):
     after: str | None = None
 
 
-def page_params(limit: Annotated[int, Query(ge=1, le=100)] = 20,
+async def page_params(limit: Annotated[int, Query(ge=1, le=100)] = 20,
                 after: Annotated[str | None, Query(max_length=64)] = None) -> Page:
     return Page(limit=limit, after=after)
 

@@ -56,7 +56,7 @@ def rate_limit(what: str, setting: str):
     from app.auth import CurrentCaller
     from app.config import get_settings
 
-    def _take(caller: CurrentCaller) -> None:
+    async def _take(caller: CurrentCaller) -> None:  # in memory: no thread-pool hop
         limiter.take(caller.key_id or caller.tenant, what, getattr(get_settings(), setting))
 
     return Depends(_take)

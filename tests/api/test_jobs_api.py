@@ -71,13 +71,16 @@ def test_a_base_model_of_another_task_is_refused(client, dataset_id):
     from app.db import session_scope
     from app.models import Dataset
 
+    from app.ids import new_id
+
+    image_ds = new_id("ds")  # a real id: later listings stay in creation order
     with session_scope() as s:  # an image dataset row (image uploads come with their own issue)
         text_ds = s.get(Dataset, dataset_id)
-        s.add(Dataset(id="ds_images_for_mismatch", tenant_id=text_ds.tenant_id, name="img",
+        s.add(Dataset(id=image_ds, tenant_id=text_ds.tenant_id, name="img",
                       task="image-classification", format="zip", bytes=1, sha256="0" * 64,
                       num_examples=2, labels=["a", "b"], class_counts={"a": 1, "b": 1},
                       text_column="", label_column="", storage_key="x", status="ready"))
-    res = create(client, base_model="minilm-l6-v2", training_dataset="ds_images_for_mismatch")
+    res = create(client, base_model="minilm-l6-v2", training_dataset=image_ds)
     assert res.status_code == 422 and res.json()["error"]["code"] == "task_mismatch"
 
 
