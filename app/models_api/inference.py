@@ -171,8 +171,6 @@ def model_cache() -> ModelCache:
 
 
 def _observe_lookup(hit: bool) -> None:
-    try:
-        from app.observability import record_model_cache
-    except ImportError:
-        return
+    from app.observability import record_model_cache
+
     record_model_cache(hit)
