@@ -2,8 +2,8 @@
 
 A text classifier = AutoModel backbone + attention-mask mean pooling (how
 all-MiniLM-L6-v2 was trained; see its 1_Pooling/config.json) + a Linear head,
-trained with cross-entropy, AdamW (weight_decay 0.01) and a linear
-warmup (10% of steps) / linear decay schedule.  Each batch is tokenised on the
+trained with cross-entropy, AdamW (weight_decay 0.01), gradients clipped at norm 1.0 (the
+service's and Trainer's default) and a linear warmup (10% of steps) / linear decay schedule.  Each batch is tokenised on the
 fly (padding=True, truncation=True, max_length) in a seeded shuffled order.
 Deliberately no tricks (no length bucketing, no mixed precision, no compile).
 
@@ -45,7 +45,7 @@ class Classifier(torch.nn.Module):
 
 
 def run(train_csv, heldout_csv, model_dir, *, method="full", epochs=1, batch_size=16,
-        learning_rate=5e-5, max_length=128, seed=42, device="cpu") -> dict:
+        learning_rate=5e-5, max_length=128, seed=42, device="cpu", max_grad_norm=1.0) -> dict:
     if method not in ("full", "head"):
         raise ValueError(f"method must be 'full' or 'head', not {method!r}")
     torch.manual_seed(seed)
@@ -80,6 +80,8 @@ def run(train_csv, heldout_csv, model_dir, *, method="full", epochs=1, batch_siz
             logits = model(**encode([train_texts[j] for j in idx]))
             loss = torch.nn.functional.cross_entropy(logits, y_train[idx].to(device))
             loss.backward()
+            if max_grad_norm:  # the service (and Trainer) clip at 1.0 by default
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)

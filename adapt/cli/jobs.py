@@ -1,0 +1,108 @@
+"""`adapt jobs create|list|show|cancel|follow`."""
+from __future__ import annotations
+
+import json
+from itertools import islice
+from typing import Any, List, Optional
+
+import typer
+
+from adapt.cli._common import JsonOption, client, emit_json, fields, table
+from adapt.cli.follow import follow_job
+
+app = typer.Typer(no_args_is_help=True, help="Fine-tune jobs: start, watch, cancel.")
+SHOW = ("id", "status", "base_model", "training_dataset", "validation_dataset", "method",
+        "hyperparameters", "progress", "metrics", "error", "model", "attempts", "created_at",
+        "started_at", "finished_at", "metadata")
+
+
+def _value(text: str) -> Any:
+    """`3` → 3, `5e-5` → 5e-05, `auto` → "auto"."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
+        out[key] = value
+    return out
+
+
+@app.command()
+def create(base_model: str = typer.Option(..., "--base-model", "-b",
+                                          help="A base model id (adapt-serve's catalog)."),
+           dataset: str = typer.Option(..., "--dataset", "-d", help="The training dataset."),
+           validation_dataset: Optional[str] = typer.Option(None),
+           validation_split: Optional[float] = typer.Option(None, help="(default 0.1)"),
+           method: Optional[str] = typer.Option(None, help="full, head, partial or lora "
+                                                          "(default full)"),
+           epochs: Optional[int] = typer.Option(None, min=1),
+           batch_size: Optional[int] = typer.Option(None, min=1),
+           learning_rate: Optional[float] = typer.Option(None),
+           max_length: Optional[int] = typer.Option(None, min=1),
+           hp: Optional[List[str]] = typer.Option(None, "--hp", help="Any hyperparameter, "
+                                                  "KEY=VALUE (repeatable)."),
+           seed: Optional[int] = typer.Option(None),
+           suffix: Optional[str] = typer.Option(None, help="Goes into the model's name."),
+           metadata: Optional[List[str]] = typer.Option(None, help="KEY=VALUE (repeatable)."),
+           idempotency_key: Optional[str] = typer.Option(None),
+           follow: bool = typer.Option(False, "--follow", "-f", help="Then follow it."),
+           as_json: bool = JsonOption) -> None:
+    """Start a fine-tune job."""
+    hyper = {k: _value(v) for k, v in _pairs(hp, "--hp").items()}
+    hyper.update({k: v for k, v in {"epochs": epochs, "batch_size": batch_size,
+                                    "learning_rate": learning_rate,
+                                    "max_length": max_length}.items() if v is not None})
+    job = client().jobs.create(
+        base_model, dataset, method=method, hyperparameters=hyper or None,
+        validation_dataset=validation_dataset, validation_split=validation_split, seed=seed,
+        suffix=suffix, metadata=_pairs(metadata, "--metadata") or None,
+        idempotency_key=idempotency_key)
+    if follow:
+        raise typer.Exit(follow_job(client(), job.id, as_json))
+    emit_json(job) if as_json else fields(job, SHOW)
+
+
+@app.command("list")
+def list_(status: Optional[str] = typer.Option(None, help="queued, running, cancelling, "
+                                                          "succeeded, failed or cancelled."),
+          limit: int = typer.Option(20, min=1, help="Show at most this many."),
+          all_: bool = typer.Option(False, "--all", help="Show every job."),
+          as_json: bool = JsonOption) -> None:
+    """Jobs, newest first."""
+    rows = list(islice(client().jobs.list(status=status, limit=min(limit, 100)),
+                       None if all_ else limit))
+    if as_json:
+        return emit_json(rows)
+    table(None, ("id", "status", "base model", "method", "progress", "model", "created"),
+          ((j.id, j.status, j.base_model, j.method,
+            f"{j.progress.step}/{j.progress.total_steps}" if j.progress else "", j.model,
+            j.created_at.strftime("%Y-%m-%d %H:%M")) for j in rows))
+
+
+@app.command()
+def show(job_id: str, as_json: bool = JsonOption) -> None:
+    """One job: status, progress, metrics, the model it made."""
+    job = client().jobs.get(job_id)
+    emit_json(job) if as_json else fields(job, SHOW)
+
+
+@app.command()
+def cancel(job_id: str, as_json: bool = JsonOption) -> None:
+    """Cancel a queued or running job."""
+    job = client().jobs.cancel(job_id)
+    emit_json(job) if as_json else typer.echo(f"{job.id} {job.status}")
+
+
+@app.command()
+def follow(job_id: str, as_json: bool = JsonOption) -> None:
+    """Follow a job live (progress bar, events) until it ends, then print its evaluation.
+    Exit status 0 when it succeeded, 1 when it failed or was cancelled."""
+    raise typer.Exit(follow_job(client(), job_id, as_json))
+

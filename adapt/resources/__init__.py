@@ -1,0 +1,1 @@
+"""One class per domain of the API; `Client` holds one of each."""

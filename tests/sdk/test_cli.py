@@ -1,0 +1,151 @@
+"""The `adapt` CLI against the API served by uvicorn and a real worker: every command's --json
+parsed, `jobs follow` live to the evaluation, errors on stderr with the API's code, exit codes."""
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from helpers import toy_csv
+from live import live  # noqa: F401 - the fixture
+from typer.testing import CliRunner
+
+from adapt import Client, Unauthorized
+from adapt.cli import app
+
+
+@pytest.fixture(scope="module")
+def adapt_cli(live):
+    runner = CliRunner()
+    env = {"ADAPT_URL": live.url, "ADAPT_API_KEY": live.key}
+
+    def run(*args: str, code: int = 0):
+        result = runner.invoke(app, list(args), env=env)
+        assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
+        return result
+
+    return run
+
+
+def as_json(result):
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def csv_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "reviews.csv"
+    path.write_bytes(toy_csv(160, seed=3))
+    return path
+
+
+@pytest.fixture(scope="module")
+def followed(adapt_cli, csv_path):
+    """Upload, create a job and follow it live, twice over (text, then --json)."""
+    ds = as_json(adapt_cli("datasets", "upload", str(csv_path), "--name", "cli", "--json"))
+    job = as_json(adapt_cli("jobs", "create", "-b", "tiny-bert", "-d", ds["id"], "--epochs", "3",
+                            "--batch-size", "8", "--learning-rate", "3e-3",
+                            "--hp", "warmup_ratio=0.1", "--seed", "1", "--validation-split",
+                            "0.25", "--metadata", "via=cli", "--json"))
+    text = adapt_cli("jobs", "follow", job["id"])
+    lines = [json.loads(line) for line in
+             adapt_cli("jobs", "follow", job["id"], "--json").stdout.splitlines()]
+    return ds, job, text.stdout, lines
+
+
+def test_upload_and_create_print_the_objects(followed):
+    ds, job, _, _ = followed
+    assert ds["id"].startswith("ds_") and ds["num_examples"] == 160 and ds["name"] == "cli"
+    assert job["status"] == "queued" and job["training_dataset"] == ds["id"]
+    assert job["hyperparameters"]["epochs"] == 3 and job["metadata"] == {"via": "cli"}
+    assert job["hyperparameters"]["learning_rate"] == 3e-3 and job["seed"] == 1
+
+
+def test_follow_shows_progress_events_and_the_evaluation(followed):
+    _, job, out, _ = followed
+    assert f"job {job['id']} succeeded" in out
+    assert "45/45" in out  # the progress bar reached the last step
+    assert "epoch 3/3 done" in out  # events printed as they came
+    assert "accuracy" in out and "macro-F1" in out and "confusion matrix" in out
+    assert "good" in out and "bad" in out  # the per-class table
+
+
+def test_follow_json_is_ndjson_events_then_the_job_with_its_evaluation(followed):
+    _, job, _, lines = followed
+    events = [line for line in lines if line["object"] == "event"]
+    ids = [e["id"] for e in events]
+    assert ids == sorted(set(ids)) and events[-1]["data"] == {"status": "succeeded"}
+    assert any(line["object"] == "progress" and line["step"] == 45 for line in lines)
+    final = lines[-1]
+    assert final["object"] == "job" and final["id"] == job["id"]
+    assert final["status"] == "succeeded" and final["evaluation"]["accuracy"] >= 0.9
+
+
+def test_list_show_predict_download(adapt_cli, followed, tmp_path):
+    ds, job, _, lines = followed
+    model = lines[-1]["model"]
+    assert ds["id"] in [d["id"] for d in as_json(adapt_cli("datasets", "list", "--json"))]
+    assert as_json(adapt_cli("datasets", "show", ds["id"], "--json"))["sha256"] == ds["sha256"]
+    listed = as_json(adapt_cli("jobs", "list", "--status", "succeeded", "--all", "--json"))
+    assert job["id"] in [j["id"] for j in listed] and {j["status"] for j in listed} == {"succeeded"}
+    assert as_json(adapt_cli("jobs", "show", job["id"], "--json"))["model"] == model
+    assert model in [m["id"] for m in as_json(adapt_cli("models", "list", "--json"))]
+    pred = as_json(adapt_cli("models", "predict", model, "superb brilliant great film",
+                             "dull awful boring film", "--top-k", "2", "--json"))
+    assert [p["label"] for p in pred["predictions"]] == ["good", "bad"]
+    table = adapt_cli("models", "predict", model, "superb brilliant great film").stdout
+    assert "good" in table
+    saved = as_json(adapt_cli("models", "download", model, "-o", str(tmp_path), "--json"))
+    assert "config.json" in zipfile.ZipFile(saved["path"]).namelist()
+
+
+def test_keys_create_list_revoke(adapt_cli, live):
+    created = as_json(adapt_cli("keys", "create", "--tenant", "acme", "--name", "ci", "--json"))
+    assert created["tenant"] == "acme" and created["key"]
+    with Client(live.url, created["key"]) as acme:
+        assert list(acme.datasets.list()) == []  # another tenant sees none of sdk's datasets
+    listed = as_json(adapt_cli("keys", "list", "--tenant", "acme", "--json"))
+    assert [k["id"] for k in listed] == [created["id"]] and "key" not in listed[0]
+    revoked = as_json(adapt_cli("keys", "revoke", created["id"], "--json"))
+    assert revoked["revoked_at"]
+    with Client(live.url, created["key"]) as acme, pytest.raises(Unauthorized):
+        acme.datasets.list().first_page()
+
+
+def test_errors_exit_non_zero_with_the_api_code_on_stderr(adapt_cli, live):
+    r = adapt_cli("jobs", "show", "job_doesnotexist", code=1)
+    assert r.stderr.startswith("error: not_found: ") and r.stdout == ""
+    r = adapt_cli("jobs", "cancel", "job_doesnotexist", "--json", code=1)
+    assert json.loads(r.stderr)["error"]["code"] == "not_found"
+    r = adapt_cli("jobs", "create", "-b", "tiny-bert", "-d", "ds_nope", code=1)
+    assert "not_found" in r.stderr
+    r = CliRunner().invoke(app, ["--url", "http://127.0.0.1:9", "datasets", "list"])
+    assert r.exit_code == 3 and "connection_error" in r.stderr
+    r = CliRunner().invoke(app, ["--url", live.url, "--api-key", "wrong", "jobs", "list"])
+    assert r.exit_code == 1 and "unauthorized" in r.stderr
+
+
+def test_console_script_runs(live):
+    adapt = Path(sys.executable).with_name("adapt")
+    out = subprocess.run([str(adapt), "--url", live.url, "--api-key", live.key, "jobs", "list",
+                          "--limit", "1", "--json"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert len(json.loads(out.stdout)) == 1
+
+
+def test_serve_takes_the_options_of_adapt_serve():
+    r = CliRunner().invoke(app, ["serve", "--help"])
+    assert r.exit_code == 0 and "usage: adapt-serve" in r.stdout
+    assert "--worker-only" in r.stdout and "--no-worker" in r.stdout
+
+
+def test_a_cancelled_job_follows_to_exit_status_1(adapt_cli, followed):
+    ds = followed[0]
+    job = as_json(adapt_cli("jobs", "create", "-b", "tiny-bert", "-d", ds["id"], "--epochs", "50",
+                            "--json"))
+    assert as_json(adapt_cli("jobs", "cancel", job["id"], "--json"))["status"] in (
+        "cancelled", "cancelling")
+    out = adapt_cli("jobs", "follow", job["id"], code=1).stdout
+    assert f"job {job['id']} cancelled" in out
+    r = adapt_cli("jobs", "cancel", job["id"], code=1)
+    assert r.stderr.startswith("error: job_finished: ")
