@@ -32,7 +32,7 @@ def admin(url: str, sql: str) -> None:
 
 
 def wrk(url: str, connections: int, seconds: int, body: dict | None = None) -> dict:
-    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s", "--latency"]
     if body is not None:
         script = Path(tempfile.mkstemp(suffix=".lua")[1])
         script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'

@@ -8,8 +8,8 @@ Needs `wrk` (apt-get install wrk) as the load generator: it is C, so it takes li
 the server needs. Steps: train a MiniLM `head` model through the service (Rotten Tomatoes, one
 epoch); serve it twice on one data directory — micro-batching on (the defaults) and off
 (ADAPT_PREDICT_MAX_BATCH=1: every request its own forward pass); drive each with one review per
-request at concurrency 1 and at --concurrency. The ceiling runs predict's own batch path
-(tokenise, forward, top-k) in this process on batches of --concurrency reviews, with no HTTP.
+request at concurrency 1 and at --concurrency. The ceiling is the raw model's forward pass in
+this process on batches of --concurrency reviews (padded to each batch's longest), with no HTTP.
 Also prints how often bf16 autocast agrees with float32 on the held-out reviews (the accuracy
 check for reduced precision; "auto" picks bf16 only where the hardware has it).
 """
@@ -49,19 +49,22 @@ request = function()
   return wrk.format(nil, nil, nil, bodies[i])
 end
 """)
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s", "--latency",
                           "-s", str(script), url], capture_output=True, text=True, check=True).stdout
     return parse_wrk(out)
 
 
 def parse_wrk(out: str) -> dict:
-    """Requests/s and latency percentiles (ms) from wrk --latency output; errors stop the run."""
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise SystemExit(f"wrk saw errors:\n{out}")
+    """Requests/s, latency percentiles (ms) and error counts from wrk --latency output."""
     unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
     pct = {p: float(v) * unit[u] for p, v, u in re.findall(r"\s(50|90|99)%\s+([\d.]+)(us|ms|s)\b", out)}
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"req_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "p50_ms": pct["50"], "p90_ms": pct["90"], "p99_ms": pct["99"]}
+            "p50_ms": pct["50"], "p90_ms": pct["90"], "p99_ms": pct["99"],
+            "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+            "errors": (int(non2xx.group(1)) if non2xx else 0)
+            + (sum(map(int, sock.groups())) if sock else 0)}
 
 
 def model_from(base: str, model_id: str, into: Path):
@@ -78,12 +81,20 @@ def model_from(base: str, model_id: str, into: Path):
 
 
 def ceiling(predictor, texts: list[str], batch: int, seconds: float) -> float:
-    """Inputs/s of predict's batch path on batches of `batch` texts, no HTTP."""
-    predictor.run_batch(texts[:batch], [1] * batch)  # warm-up
+    """Inputs/s of the raw model's forward pass on batches of `batch` texts (tokenised and
+    padded to the batch's longest, as a hand-written batch loop would), no HTTP."""
+    import torch
+
+    def forward(chunk):
+        enc = predictor.tokenizer(chunk, padding=True, truncation=True,
+                                  max_length=predictor.max_length, return_tensors="pt")
+        with torch.inference_mode():
+            predictor.model(enc["input_ids"], enc["attention_mask"]).softmax(-1)
+
+    forward(texts[:batch])  # warm-up
     done, t0, i = 0, time.perf_counter(), 0
     while time.perf_counter() - t0 < seconds:
-        chunk = [texts[(i + j) % len(texts)] for j in range(batch)]
-        predictor.run_batch(chunk, [1] * batch)
+        forward([texts[(i + j) % len(texts)] for j in range(batch)])
         done, i = done + batch, i + batch
     return done / (time.perf_counter() - t0)
 

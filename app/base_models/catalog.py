@@ -144,13 +144,19 @@ def resolve(settings: Settings, base_model: str, session=None,
         from app.base_models import service
 
         return _uploaded(service.get(session, tenant, base_model))
-    for entry in list_entries(settings):
+    for entry in _bundled():  # the common case first: no file system walk
         if entry.id == base_model:
+            return entry
+    for d in settings.extra_model_dirs:
+        if d.name == base_model and (entry := _local(d)):
             return entry
     from app.ml.vision import ARCHITECTURES, weights_filename
 
     for arch in ARCHITECTURES:
         if base_model == vision_id(arch):
+            for entry in _vision(settings):
+                if entry.id == base_model:
+                    return entry
             dirs = ", ".join(str(d) for d in _vision_dirs(settings))
             raise InvalidInput(f"The ImageNet weights of {arch} are not on this machine: put "
                                f"{weights_filename(arch)} in ADAPT_VISION_WEIGHTS_DIR or the "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from app.ml.data import collate
 from app.ml.modeling import load_exported
 from app.ml.precision import autocast
 from app.models_api.batching import Batcher
@@ -58,18 +59,28 @@ class _Predictor:
 
 
 class Predictor(_Predictor):
+    CHUNK = 16  # texts per forward pass within a batch (sorted by length first)
+
     def __init__(self, ckpt_dir: Path, device: str = "cpu", dtype: torch.dtype | None = None):
         self.model, self.tokenizer, self.meta = load_exported(ckpt_dir, device)
+        self.pad_id = self.tokenizer.pad_token_id or 0
         self.labels: list[str] = self.meta["labels"]
         self.max_length: int = self.meta.get("max_length", 128)
         self.device, self.dtype = device, dtype
 
     def probabilities(self, texts: list[str]) -> torch.Tensor:
-        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
-                               return_tensors="pt")
-        logits = self.model(batch["input_ids"].to(self.device),
-                            batch["attention_mask"].to(self.device))
-        return logits.float().softmax(-1)
+        """Sorted by length and run in chunks of at most CHUNK texts, each padded only to its
+        own longest: a gathered batch of mixed lengths wastes little compute on padding."""
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out = torch.empty(len(ids), len(self.labels))
+        for c in range(0, len(order), self.CHUNK):
+            idx = order[c: c + self.CHUNK]
+            batch = collate([ids[i] for i in idx], self.pad_id)
+            logits = self.model(batch["input_ids"].to(self.device),
+                                batch["attention_mask"].to(self.device))
+            out[idx] = logits.float().softmax(-1).cpu()
+        return out
 
 
 class ImagePredictor(_Predictor):
