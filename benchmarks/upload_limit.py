@@ -7,6 +7,7 @@ The body is sent with chunked transfer encoding (no Content-Length, so the serve
 up front): the refusal has to come from counting the stream. The API's RSS is sampled every 50 ms.
 """
 import argparse
+import contextlib
 import os
 import select
 import signal
@@ -69,17 +70,15 @@ def send_chunked(port: int, total: int, chunk: int = 1 << 20,
     return int(reply.split()[1]) if reply.startswith("HTTP/") else -1, sent, seconds, reply
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--limit-mb", type=int, default=1024)
-    p.add_argument("--send-mb", type=int, default=2048)
-    args = p.parse_args()
+@contextlib.contextmanager
+def api_process(env: dict):
+    """Yield (port, process, data dir) of an `adapt-serve --no-worker` on a temporary data
+    directory (uploads spooled under it too); stop it on exit."""
     data_dir = Path(tempfile.mkdtemp(prefix="adapt-upload-"))
     port = free_port()
-    env = {**os.environ, "ADAPT_DATA_DIR": str(data_dir),
-           "ADAPT_MAX_UPLOAD_BYTES": str(args.limit_mb << 20), "ADAPT_AUTH": "off",
-           "TMPDIR": str(data_dir / "spool")}
     (data_dir / "spool").mkdir()
+    env = {**os.environ, "ADAPT_DATA_DIR": str(data_dir), "ADAPT_AUTH": "off",
+           "TMPDIR": str(data_dir / "spool"), **env}
     proc = subprocess.Popen([sys.executable, "-m", "app.serve", "--no-worker", "--port", str(port)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -90,6 +89,19 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.1)
+        yield port, proc, data_dir
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--limit-mb", type=int, default=1024)
+    p.add_argument("--send-mb", type=int, default=2048)
+    args = p.parse_args()
+    with api_process({"ADAPT_MAX_UPLOAD_BYTES": str(args.limit_mb << 20)}) as (port, proc,
+                                                                                data_dir):
         rss, stop = [], threading.Event()
         sampler = threading.Thread(target=sample_rss, args=(proc.pid, rss, stop), daemon=True)
         sampler.start()
@@ -105,9 +117,6 @@ def main() -> None:
               f"after {sent / 2**20:.0f} MiB sent in {seconds:.1f}s "
               f"({sent / 2**20 / seconds:.0f} MiB/s); API RSS peak growth "
               f"{(max(rss) - baseline) / 2**20:.1f} MiB; files left: {len(left)}")
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -10,17 +10,13 @@ disk's own speed here).
 """
 import argparse
 import os
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from upload_limit import ROOT, free_port, sample_rss, send_chunked  # noqa: E402
+from upload_limit import api_process, sample_rss, send_chunked  # noqa: E402
 
 ROWS = b"".join(b"\"" + (b"a long review of the film, " * 42) + b"\"," + label + b"\r\n"
                 for label in (b"fresh", b"rotten"))
@@ -43,22 +39,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--send-mb", type=int, default=1024)
     args = p.parse_args()
-    data_dir = Path(tempfile.mkdtemp(prefix="adapt-upload-"))
-    port = free_port()
-    env = {**os.environ, "ADAPT_DATA_DIR": str(data_dir), "ADAPT_AUTH": "off",
-           "ADAPT_MAX_UPLOAD_BYTES": str((args.send_mb + 64) << 20),
-           "TMPDIR": str(data_dir / "spool")}
-    (data_dir / "spool").mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "app.serve", "--no-worker", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
+    with api_process({"ADAPT_MAX_UPLOAD_BYTES": str((args.send_mb + 64) << 20)}) as (
+            port, proc, data_dir):
         rss, stop = [], threading.Event()
         sampler = threading.Thread(target=sample_rss, args=(proc.pid, rss, stop), daemon=True)
         sampler.start()
@@ -75,9 +57,6 @@ def main() -> None:
               f"{rate / 200:.2f}× the 200 MB/s target; API RSS peak growth "
               f"{(max(rss) - baseline) / 2**20:.1f} MiB (target < 64); this disk alone "
               f"{disk:.0f} MB/s")
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
 
 
 if __name__ == "__main__":
