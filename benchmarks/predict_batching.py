@@ -4,8 +4,8 @@ measured in the same run, on the same fine-tuned MiniLM and the same short texts
 
     .venv/bin/python benchmarks/predict_batching.py [--duration 10] [--concurrency 32]
 
-Needs `wrk` (apt-get install wrk) as the load generator: it is C, so it takes little of the CPU
-the server needs. Steps: train a MiniLM `head` model through the service (Rotten Tomatoes, one
+Needs `wrk` (apt-get install wrk) as the load generator at --concurrency: it is C, so it takes
+little of the CPU the server needs. Concurrency 1 is timed by a sequential keep-alive client here. Steps: train a MiniLM `head` model through the service (Rotten Tomatoes, one
 epoch); serve it twice on one data directory — micro-batching on (the defaults) and off
 (ADAPT_PREDICT_MAX_BATCH=1: every request its own forward pass); drive each with one review per
 request at concurrency 1 and at --concurrency. The ceiling is the raw model's forward pass in
@@ -65,6 +65,32 @@ def parse_wrk(out: str) -> dict:
             "requests": int(re.search(r"(\d+) requests in", out).group(1)),
             "errors": (int(non2xx.group(1)) if non2xx else 0)
             + (sum(map(int, sock.groups())) if sock else 0)}
+
+
+def sequential(url: str, texts: list[str], seconds: float) -> dict:
+    """One request at a time from one keep-alive connection, timed here: the latency of an idle
+    server (wrk's percentiles for POST bodies at one connection came out inconsistent with its
+    own request count and the server's access log, so they are not used for concurrency 1)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port)
+    lat, t_end, i = [], time.perf_counter() + seconds, 0
+    while time.perf_counter() < t_end:
+        body = json.dumps({"inputs": [texts[i % len(texts)]]})
+        t0 = time.perf_counter()
+        conn.request("POST", parts.path, body, {"Content-Type": "application/json"})
+        res = conn.getresponse()
+        res.read()
+        if res.status != 200:
+            raise SystemExit(f"predict answered {res.status}")
+        lat.append((time.perf_counter() - t0) * 1000)
+        i += 1
+    lat.sort()
+    return {"req_per_s": len(lat) / seconds, "p50_ms": lat[len(lat) // 2],
+            "p90_ms": lat[int(len(lat) * 0.9)], "p99_ms": lat[int(len(lat) * 0.99)],
+            "requests": len(lat), "errors": 0}
 
 
 def model_from(base: str, model_id: str, into: Path):
@@ -133,7 +159,7 @@ def main() -> None:
         with serve(args.port, data_dir, args=("--no-worker",), env=env) as base:
             url = f"{base}/v1/models/{job['model']}/predict"
             wrk(url, texts[:64], 4, 2)  # load the model, warm up
-            results[mode] = {"c1": wrk(url, texts, 1, args.duration),
+            results[mode] = {"c1": sequential(url, texts, args.duration),
                              f"c{args.concurrency}": wrk(url, texts, args.concurrency, args.duration)}
     import torch
 
@@ -146,8 +172,8 @@ def main() -> None:
     print(f"\nconcurrency {args.concurrency}: batched {b[c]['req_per_s']:.0f} req/s vs alone "
           f"{a[c]['req_per_s']:.0f} req/s → {b[c]['req_per_s'] / a[c]['req_per_s']:.2f}× "
           f"(target ≥ 3×); {b[c]['req_per_s'] / ceil:.0%} of the raw batched forward pass "
-          f"({ceil:.0f} inputs/s; target ≥ 80%); p99 {b[c]['p99_ms']:.1f} ms vs "
-          f"{a[c]['p99_ms']:.1f} ms")
+          f"({ceil:.0f} inputs/s; target ≥ 80%); mean latency {args.concurrency / b[c]['req_per_s'] * 1000:.0f} ms "
+          f"vs {args.concurrency / a[c]['req_per_s'] * 1000:.0f} ms")
     print(f"concurrency 1: p50 batched {b['c1']['p50_ms']:.2f} ms vs alone {a['c1']['p50_ms']:.2f} "
           f"ms → +{b['c1']['p50_ms'] - a['c1']['p50_ms']:.2f} ms (target ≤ 1 ms)")
     chk = results["bf16_check"]
