@@ -85,12 +85,12 @@ def summarize(path: Path, stats: ByteStats, text_column: str, label_column: str,
                 column_types={text_column: pa.string(), label_column: pa.string()},
                 strings_can_be_null=False, quoted_strings_can_be_null=False))
         for batch in reader:
-            text = pc.utf8_trim_whitespace(batch.column(text_column))
-            label = pc.utf8_trim_whitespace(batch.column(label_column))
-            if (pc.min(pc.utf8_length(text)).as_py() or 0) == 0 or (
-                    pc.min(pc.utf8_length(label)).as_py() or 0) == 0:
+            text, label = batch.column(text_column), pc.utf8_trim_whitespace(batch.column(label_column))
+            lengths = pc.utf8_length(text)  # (texts are scanned, never copied: they can be long)
+            if ((pc.min(lengths).as_py() or 0) == 0 or pc.any(pc.utf8_is_space(text)).as_py()
+                    or (pc.min(pc.utf8_length(label)).as_py() or 0) == 0):
                 return None  # a blank row, or a row with a missing value: the parser decides
-            if (pc.max(pc.utf8_length(batch.column(text_column))).as_py() or 0) > limits.max_text_chars:
+            if (pc.max(lengths).as_py() or 0) > limits.max_text_chars:
                 return None
             n += batch.num_rows
             for item in pc.value_counts(label).to_pylist():

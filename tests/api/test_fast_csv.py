@@ -46,6 +46,7 @@ def test_clean_variants_agree(tmp_path, content):
 
 @pytest.mark.parametrize("content", [
     b"text,label\na,x\n,y\nb,y\n",              # a missing text: the parser names line 3
+    b"text,label\na,x\n   ,y\nb,y\n",           # a blank text
     b"text,label\na,x\n\xff\xfe,y\n",            # not UTF-8
     b"text,label\na,x\nb\x00,y\n",               # NUL byte
     b"text,label\na,x\nb,x\n",                   # one class
