@@ -4,7 +4,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,11 @@ def _database_down(_: Request, exc: DBAPIError) -> JSONResponse:
         return JSONResponse(error_body("database_unavailable", "The database is unavailable; "
                                        "retry shortly."), status_code=503,
                             headers={"Retry-After": "5"})
+    if isinstance(exc, DataError):  # a value the database refuses (PostgreSQL: a NUL byte)
+        log.info("value refused by the database: %s", exc.orig)
+        return JSONResponse(error_body("invalid_input", "A value in the request can't be stored "
+                                       "or searched for (NUL bytes, for instance)."),
+                            status_code=422)
     raise exc
 
 

@@ -110,3 +110,13 @@ def test_upload_without_a_file_or_with_bad_form_is_4xx(client):
     res = client.post("/v1/datasets", content=b"--x\r\nbroken",
                       headers={"content-type": "multipart/form-data; boundary=x"})
     assert 400 <= res.status_code < 500
+
+
+@pytest.mark.parametrize("path", ["/v1/admin/keys?tenant=%00", "/v1/jobs?after=job_%00",
+                                  "/v1/datasets?after=%00x", "/v1/models/mdl_%00"])
+def test_nul_bytes_in_queries_and_ids_are_never_a_500(client, path):
+    """PostgreSQL refuses NUL bytes in text: that is the request's fault (422), not the server's;
+    SQLite stores them, so there the lookup simply finds nothing."""
+    res = client.get(path)
+    assert res.status_code in (200, 404, 422), res.text
+    assert res.json().get("error", {}).get("code") != "internal_error"
