@@ -41,10 +41,6 @@ class _Predictor:
             probs = self.probabilities(inputs)
         return _top(probs.float(), self.labels, top_ks)
 
-    def predict(self, inputs: list, top_k: int) -> list[dict]:
-        """Unbatched: one forward pass for these inputs alone, on the calling thread."""
-        return self.run_batch(inputs, [top_k] * len(inputs))
-
     def start_batching(self, max_batch: int, max_wait_s: float, name: str) -> None:
         self.batcher = Batcher(self.run_batch, max_batch, max_wait_s, name=f"predict-{name}")
 
