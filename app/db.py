@@ -34,6 +34,12 @@ def get_engine() -> Engine:
     return make_engine(get_settings().resolved_database_url)
 
 
+def dispose_engine() -> None:
+    """Close the pooled connections (at shutdown); the engine stays usable and reconnects."""
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()
+
+
 @lru_cache
 def get_sessionmaker() -> sessionmaker[Session]:
     return sessionmaker(get_engine(), expire_on_commit=False)

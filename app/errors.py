@@ -6,6 +6,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,18 @@ class UnsupportedType(AppError):
     status, code = 415, "unsupported_media_type"
 
 
+class Unauthorized(AppError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(AppError):
+    status, code = 403, "forbidden"
+
+
+class RateLimited(AppError):
+    status, code = 429, "rate_limited"
+
+
 def error_body(code: str, message: str, param: str | None = None,
                details: list | None = None) -> dict:
     return {"error": {"code": code, "message": message, "param": param, "details": details or []}}
@@ -67,8 +80,6 @@ def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
 
 def _allowed_methods(request: Request) -> str:
     """Every method any route serves at this path (Starlette names only the first route's)."""
-    from starlette.routing import Match
-
     methods: set[str] = set()
     for route in request.app.routes:
         match, _ = route.matches({**request.scope, "method": "GET"})

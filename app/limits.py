@@ -1,9 +1,12 @@
 """Request body limits, enforced while the body streams in: a 413 the moment a limit is crossed,
 before the rest is read (an upload over the limit never lands on disk whole)."""
+import json
+
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import get_settings
+from app.errors import error_body
 
 MULTIPART_OVERHEAD = 1 << 16  # form fields and part headers around the file, bytes
 
@@ -49,10 +52,6 @@ class BodyLimitMiddleware:
 
     @staticmethod
     async def _refuse(send: Send, limit: int) -> None:
-        import json
-
-        from app.errors import error_body
-
         body = json.dumps(error_body("too_large", f"The request body is larger than the limit "
                                                   f"of {limit} bytes.")).encode()
         await send({"type": "http.response.start", "status": 413,

@@ -1,24 +1,44 @@
-"""create_app(): routers, error handlers, and the logging the service runs with."""
+"""create_app(): routers, error handlers, the logging the service runs with, and the lifespan that
+holds the process's shared resources (database engine, queue producer, model cache)."""
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
-from app import errors, ops
+from app import errors, ops, queue
 from app.base_models.endpoints import router as base_models_router
 from app.dashboard import endpoints as dashboard
 from app.datasets import fast_csv
 from app.datasets.endpoints import router as datasets_router
+from app.db import dispose_engine, get_engine
 from app.jobs.endpoints import router as jobs_router
 from app.keys.endpoints import router as keys_router
 from app.limits import BodyLimitMiddleware
 from app.models_api.endpoints import router as models_router
+from app.models_api.inference import close_model_cache, model_cache
 from app.observability import configure_logging
 from app.observability.middleware import RequestContextMiddleware
 from app.webhooks.endpoints import router as webhooks_router
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Create what every request shares before the first one; release it at shutdown (loaded
+    models and their batcher threads, broker connections, pooled database connections)."""
+    fast_csv.warm_up()
+    app.state.engine, app.state.producer = get_engine(), queue.producer()
+    app.state.model_cache = model_cache()
+    try:
+        yield
+    finally:
+        close_model_cache()
+        queue.close_producer()
+        dispose_engine()
+
+
 def create_app() -> FastAPI:
     configure_logging()
-    fast_csv.warm_up()
-    app = FastAPI(title="adapt", version="0.1.0",
+    app = FastAPI(title="adapt", version="0.1.0", lifespan=lifespan,
                   description="Adapt pretrained models to your own data: upload a dataset, "
                               "fine-tune, evaluate, predict.")
     errors.install(app)

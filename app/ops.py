@@ -4,12 +4,16 @@ import logging
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from sqlalchemy import text
 
-from app.db import get_engine
+from app.db import get_engine, session_scope
+from app.jobs import repository as jobs
+from app.models import ACTIVE_STATUSES, FINAL_STATUSES
 from app.observability import metrics as observability_metrics
-from app.queue import producer
+from app.queue import producer, queue_size
 from app.storage import get_storage
 
 log = logging.getLogger(__name__)
@@ -54,3 +58,35 @@ async def readyz() -> JSONResponse:
 def metrics() -> Response:
     """Prometheus text format (metric names in README, "Observability")."""
     return Response(observability_metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+class StateCollector(Collector):
+    """Gauges read at scrape time: jobs by status, queue depth, samples/s of running jobs."""
+
+    def describe(self):
+        # Registration asks for the names; without this it would collect (query) at import.
+        return [GaugeMetricFamily(name, "") for name in
+                ("adapt_jobs", "adapt_training_samples_per_second", "adapt_queue_depth")]
+
+    def collect(self):
+        with session_scope() as s:
+            counts = jobs.counts_by_status(s)
+            running = jobs.running_progress(s)
+        by_status = GaugeMetricFamily("adapt_jobs", "Jobs by status.", labels=["status"])
+        for status in (*ACTIVE_STATUSES, *FINAL_STATUSES):
+            by_status.add_metric([status], counts.get(status, 0))
+        yield by_status
+        rate = GaugeMetricFamily("adapt_training_samples_per_second",
+                                 "Training throughput of each running job (its last progress "
+                                 "write).", labels=["job", "base_model"])
+        for job, base_model, progress in running:
+            if (value := (progress or {}).get("samples_per_second")) is not None:
+                rate.add_metric([job, base_model], value)
+        yield rate
+        waiting = queue_size()
+        yield GaugeMetricFamily("adapt_queue_depth", "Messages waiting in the training queue "
+                                "(NaN when the broker can't say).",
+                                value=float("nan") if waiting is None else waiting)
+
+
+REGISTRY.register(StateCollector())

@@ -3,6 +3,7 @@ import logging
 from functools import lru_cache
 
 from celery import Celery
+from kombu.exceptions import ChannelError
 
 from app.config import get_settings
 
@@ -33,6 +34,13 @@ def producer() -> Celery:
     return app
 
 
+def close_producer() -> None:
+    """Release the producer's broker connections; the next producer() makes a new one."""
+    if producer.cache_info().currsize:
+        producer().close()
+        producer.cache_clear()
+
+
 def send_training(job_id: str, countdown: float = 0) -> bool:
     """Send the job's task; False (logged) when the broker is unreachable — the job row stays
     queued and the worker's reconciler sends it again."""
@@ -48,8 +56,6 @@ def send_training(job_id: str, countdown: float = 0) -> bool:
 
 def queue_size() -> int | None:
     """Messages waiting in the training queue (None when the broker can't say)."""
-    from kombu.exceptions import ChannelError
-
     try:
         with producer().connection() as conn:  # a fresh connection: a pooled one may be stale
             conn.ensure_connection(max_retries=3, interval_start=0.2)

@@ -7,11 +7,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-from app.errors import AppError
+from fastapi import Depends
 
-
-class RateLimited(AppError):
-    status, code = 429, "rate_limited"
+from app.keys.auth import CurrentCaller
+from app.config import get_settings
+from app.errors import RateLimited
 
 
 @dataclass
@@ -51,11 +51,6 @@ limiter = RateLimiter()
 
 def rate_limit(what: str, setting: str):
     """A route dependency spending one of the caller's tokens for `what`."""
-    from fastapi import Depends
-
-    from app.auth import CurrentCaller
-    from app.config import get_settings
-
     async def _take(caller: CurrentCaller) -> None:  # in memory: no thread-pool hop
         limiter.take(caller.key_id or caller.tenant, what, getattr(get_settings(), setting))
 

@@ -4,6 +4,7 @@ On the embedded default this needs nothing else: SQLite, local files, and Celery
 transport on a SQLite file as the broker.
 """
 import argparse
+import ctypes
 import logging
 import os
 import signal
@@ -30,8 +31,6 @@ def _die_with_parent() -> None:
     """In the worker child: get SIGTERM when adapt-serve dies, however it dies (uvicorn re-raises
     the signal that stopped it, which ends this process before any `finally` could run)."""
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         pass

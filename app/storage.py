@@ -5,6 +5,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from app.config import get_settings
+
 
 class Storage(Protocol):
     def local_path(self, key: str) -> Path: ...
@@ -74,8 +76,6 @@ class LocalStorage:
 
 
 def get_storage() -> LocalStorage:
-    from app.config import get_settings
-
     return _storage_for(get_settings().data_dir.resolve())
 
 

@@ -1,34 +1,21 @@
-"""A callback that writes what the recipe observes onto the job's rows, and requests a stop when
-the job is cancelled, its worker is shutting down, or its lease was lost."""
+"""A callback that writes what the recipe observes onto the job's rows (through
+app.jobs.lifecycle, fenced by the attempt), and requests a stop when the job is cancelled, its
+worker is shutting down, or its lease was lost. Each hook is one unit of work."""
 import logging
 import time
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
-
 from app.db import session_scope
 from app.ids import new_id
-from app.jobs import events
+from app.jobs import events, lifecycle, repository
 from app.ml.callbacks import Callback, Control, TrainState
-from app.models import Checkpoint, Job, JobMetric
+from app.models import Checkpoint
 from app.storage import LocalStorage
 from workers import shutdown
-from workers.lease import Lease, fenced
+from workers.lease import Lease
 
 log = logging.getLogger(__name__)
 CANCEL_POLL_S = 0.25  # how often the job row is read for a cancel request
-
-
-def insert_metrics(session: Session, job_id: str, step: int, epoch: float, values: dict) -> None:
-    """Idempotent: a re-run of the same step leaves the first row and adds no duplicate."""
-    rows = [{"job_id": job_id, "step": step, "epoch": epoch, "name": k, "value": float(v)}
-            for k, v in values.items()]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(insert(JobMetric).values(rows).on_conflict_do_nothing(
-        index_elements=["job_id", "step", "name"]))
 
 
 def progress_of(state: TrainState) -> dict:
@@ -49,12 +36,24 @@ class JobRecorder(Callback):
         self.storage, self.interval_s = storage, interval_s
         self._last_write = self._last_poll = 0.0
 
-    def _fenced(self):
-        return fenced(self.job_id, self.lease.attempt)
+    def setup_done(self, feature_stats: dict | None, resumed_step: int | None,
+                   state: TrainState) -> None:
+        """What setup found: encoder features from the shared cache, a resumed step."""
+        with session_scope() as s:
+            if stats := feature_stats:
+                events.record(s, self.job_id, f"encoder features for {stats['examples']} "
+                              f"examples: {stats['examples'] - stats['computed']} from the shared "
+                              f"cache, {stats['computed']} computed in {stats['seconds']}s",
+                              data=stats)
+            if resumed_step is not None:
+                events.record(s, self.job_id, f"resumed from step {resumed_step}/"
+                              f"{state.total_steps} (epoch {state.epoch}) on attempt "
+                              f"{self.lease.attempt}",
+                              data={"step": resumed_step, "attempt": self.lease.attempt})
 
     def on_train_begin(self, state: TrainState, control: Control) -> None:
         with session_scope() as s:
-            s.execute(self._fenced().values(progress=progress_of(state)))
+            lifecycle.record_progress(s, self.job_id, self.lease.attempt, progress_of(state))
             events.record(s, self.job_id, f"training {state.epochs} epoch(s), "
                           f"{state.total_steps} steps", data=progress_of(state))
 
@@ -74,23 +73,24 @@ class JobRecorder(Callback):
         with session_scope() as s:
             if write:
                 self._last_write = now
-                if not s.execute(self._fenced().values(progress=progress_of(state))).rowcount:
+                if not lifecycle.record_progress(s, self.job_id, self.lease.attempt,
+                                                 progress_of(state)):
                     self.lease.lost.set()
                 epoch_frac = (state.epoch - 1) + (
                     state.step - (state.epoch - 1) * state.steps_per_epoch) / state.steps_per_epoch
-                insert_metrics(s, self.job_id, state.step, round(epoch_frac, 4),
-                               {"train_loss": state.train_loss})
-            status, attempt = s.execute(select(Job.status, Job.attempts)
-                                        .where(Job.id == self.job_id)).one()
-        if attempt != self.lease.attempt or status not in ("running", "cancelling"):
+                repository.insert_metrics(s, self.job_id, state.step, round(epoch_frac, 4),
+                                          {"train_loss": state.train_loss})
+            now_is = lifecycle.ownership(s, self.job_id, self.lease.attempt)
+        if now_is == "lost":
             control.stop("lease_lost")
-        elif status == "cancelling":
+        elif now_is == "cancel":
             control.stop("cancelled")
 
     def on_evaluate(self, state: TrainState, metrics: dict, report: dict, control: Control) -> None:
         with session_scope() as s:
-            insert_metrics(s, self.job_id, state.step, state.epoch, metrics)
-            s.execute(self._fenced().values(metrics=metrics, progress=progress_of(state)))
+            repository.insert_metrics(s, self.job_id, state.step, state.epoch, metrics)
+            lifecycle.record_progress(s, self.job_id, self.lease.attempt, progress_of(state),
+                                      metrics=metrics)
             events.record(s, self.job_id, f"epoch {state.epoch}/{state.epochs} done: " + ", ".join(
                 f"{k} {v:.4f}" for k, v in sorted(metrics.items())), type="metrics",
                 data={"epoch": state.epoch, "step": state.step, **metrics})
@@ -99,21 +99,16 @@ class JobRecorder(Callback):
                       is_best: bool) -> None:
         with session_scope() as s:
             # A re-run of the same epoch (resumed after a kill) replaces, never duplicates.
-            ckpt = s.scalars(select(Checkpoint).where(Checkpoint.job_id == self.job_id,
-                                                      Checkpoint.step == state.step)).first()
-            ckpt_id = ckpt.id if ckpt else new_id("ckpt")
+            ckpt = repository.checkpoint_at(s, self.job_id, state.step)
+            is_new = ckpt is None
+            ckpt_id = new_id("ckpt") if is_new else ckpt.id
             key = f"checkpoints/{self.tenant}/{self.job_id}/{ckpt_id}"
             size = self.storage.put_dir(key, path)
-            if is_best:
-                for other in s.scalars(select(Checkpoint).where(Checkpoint.job_id == self.job_id)):
-                    other.is_best = False
-            if ckpt is None:
-                s.add(Checkpoint(id=ckpt_id, tenant_id=self.tenant, job_id=self.job_id,
-                                 step=state.step, epoch=state.epoch, metrics=metrics,
-                                 evaluation=report, is_best=is_best, bytes=size, storage_key=key))
-            else:
-                ckpt.metrics, ckpt.evaluation, ckpt.is_best, ckpt.bytes = (
-                    metrics, report, is_best, size)
+            if is_new:
+                ckpt = Checkpoint(id=ckpt_id, tenant_id=self.tenant, job_id=self.job_id,
+                                  step=state.step, epoch=state.epoch, storage_key=key)
+            ckpt.metrics, ckpt.evaluation, ckpt.is_best, ckpt.bytes = metrics, report, is_best, size
+            repository.save_checkpoint(s, ckpt, is_new)
             events.record(s, self.job_id, f"checkpoint {ckpt_id} saved at step {state.step}"
                           + (" (best so far)" if is_best else ""),
                           data={"checkpoint": ckpt_id, "step": state.step, "is_best": is_best})

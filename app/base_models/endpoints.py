@@ -3,15 +3,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 
-from app.auth import Tenant, current_caller
+from app.keys.auth import Tenant, current_caller
 from app.base_models import catalog, service
-from app.datasets.service import stage
 from app.db import DbSession
 from app.deps import SettingsDep, StorageDep
 from app.errors import InvalidInput
 from app.idempotency import IdempotencyDep, request_hash
 from app.ratelimit import rate_limit
 from app.schemas import ERROR_RESPONSES
+from app.uploads import stage
 
 router = APIRouter(prefix="/v1/base-models", tags=["base models"],
                    dependencies=[Depends(current_caller)], responses=ERROR_RESPONSES)
@@ -41,7 +41,7 @@ def upload_base_model(
 ) -> dict:
     """Bring your own pretrained weights: a torchvision architecture, or a transformers model type
     with its config (text); returns a `bm_…` base model usable in jobs."""
-    staged = stage(storage, settings, file.file)
+    staged = stage(storage, settings.max_upload_bytes, file.file)
     try:
         digest = request_hash("base_model", staged.sha256, file.filename, architecture, name, task,
                               config, tokenizer)
@@ -52,7 +52,7 @@ def upload_base_model(
                 raise InvalidInput(f"{tokenizer!r} has no local tokenizer to use.",
                                    param="tokenizer")
             tokenizer_dir = Path(tok.path)
-        return idem.run(session, tenant, digest, lambda: catalog._uploaded(service.create(
+        return idem.run(session, tenant, digest, lambda: catalog.uploaded_entry(service.create(
             session, storage, tenant, staged=staged, filename=file.filename or "",
             architecture=architecture, name=name, task=task, config=config,
             tokenizer_dir=tokenizer_dir)).to_api())

@@ -6,22 +6,22 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
-from sqlalchemy import select
 from sqlalchemy.orm import Session
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from app.datasets.service import StagedUpload
-from app.errors import InvalidInput, NotFound
-from app.ids import new_id
+from app.base_models.catalog import TEXT_MODEL_TYPES
 from app.db import on_rollback
+from app.errors import InvalidInput
+from app.ids import new_id
+from app.ml.vision import ARCHITECTURES, check_state_dict, load_weights
 from app.models import UploadedBaseModel
 from app.storage import LocalStorage
+from app.uploads import StagedUpload
 
 FLOAT_DTYPES = {torch.float32, torch.float16, torch.bfloat16, torch.float64}
 
 
 def _read_state(staged: StagedUpload, filename: str) -> dict[str, torch.Tensor]:
-    from app.ml.vision import load_weights
-
     suffix = Path(filename).suffix.lower()
     if suffix not in (".safetensors", ".pth", ".pt"):
         raise InvalidInput("Upload a .safetensors file (or a .pth/.pt state dict).", param="file",
@@ -59,8 +59,6 @@ def _mismatch(architecture: str, problems: list[dict]) -> InvalidInput:
 
 
 def _text_config(architecture: str, config_json: str | None):
-    from transformers import AutoConfig
-
     if not config_json:
         raise InvalidInput(f"A {architecture} model needs its transformers `config` (JSON).",
                            param="config")
@@ -78,8 +76,6 @@ def _text_config(architecture: str, config_json: str | None):
 def _check_text_state(config, state: dict) -> tuple[list[dict], dict]:
     """Missing / unexpected / mis-shaped keys against the encoder the config describes (a
     checkpoint saved from a model with a head may prefix keys with the encoder's name)."""
-    from transformers import AutoModel
-
     expected = AutoModel.from_config(config).state_dict()
     firsts = {k.split(".", 1)[0] for k in state}
     if len(firsts) == 1 and not any(k in expected for k in state):  # e.g. every key "bert.…"
@@ -95,8 +91,6 @@ def _check_text_state(config, state: dict) -> tuple[list[dict], dict]:
 
 def _create_text(storage: LocalStorage, row: UploadedBaseModel, state: dict, config,
                  tokenizer_dir: Path) -> None:
-    from transformers import AutoTokenizer
-
     problems, state = _check_text_state(config, state)
     if problems:
         raise _mismatch(row.architecture, problems)
@@ -116,9 +110,6 @@ def create(session: Session, storage: LocalStorage, tenant: str, *, staged: Stag
            filename: str, architecture: str, name: str | None, task: str | None,
            config: str | None = None, tokenizer_dir: Path | None = None) -> UploadedBaseModel:
     """Check the tensors fit the architecture, then store them as safetensors."""
-    from app.base_models.catalog import TEXT_MODEL_TYPES
-    from app.ml.vision import ARCHITECTURES, check_state_dict
-
     if architecture in TEXT_MODEL_TYPES:
         return _create_text_model(session, storage, tenant, staged=staged, filename=filename,
                                   architecture=architecture, name=name, task=task,
@@ -166,17 +157,4 @@ def _create_text_model(session: Session, storage: LocalStorage, tenant: str, *,
     on_rollback(session, lambda: storage.delete(row.storage_key))
     session.add(row)
     session.flush()
-    return row
-
-
-def for_tenant(session: Session, tenant: str) -> list[UploadedBaseModel]:
-    return list(session.scalars(select(UploadedBaseModel).where(
-        UploadedBaseModel.tenant_id == tenant).order_by(UploadedBaseModel.id.desc())))
-
-
-def get(session: Session, tenant: str, base_model_id: str) -> UploadedBaseModel:
-    row = session.get(UploadedBaseModel, base_model_id)
-    if row is None or row.tenant_id != tenant:
-        raise NotFound(f"No base model {base_model_id!r}; GET /v1/base-models lists them.",
-                       param="base_model")
     return row

@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 
-from app.auth import Tenant
+from app.keys.auth import Tenant
 from app.datasets import repository, service
 from app.datasets.schemas import DatasetOut
 from app.db import DbSession

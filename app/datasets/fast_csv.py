@@ -5,6 +5,7 @@ reader for the rows. When the file is clean it gives the same Summary as the row
 line-numbered answer. Memory stays bounded: both read in blocks."""
 import codecs
 import csv
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,8 +108,6 @@ def summarize(path: Path, stats: ByteStats, text_column: str, label_column: str,
 def warm_up() -> None:
     """Run a tiny file through the fast path: Arrow's one-time allocations (thread pools, the
     allocator's arenas) then happen at startup, not during the first upload."""
-    import tempfile
-
     with tempfile.NamedTemporaryFile(suffix=".csv") as f:
         f.write(b"text,label\na,x\nb,y\n")
         f.flush()

@@ -3,11 +3,13 @@ from sqlalchemy.orm import Session
 
 from app.models import ACTIVE_STATUSES, Dataset, Job
 from app.pagination import Page, paginate
+from app.repository import get_owned
 
 
-def get(session: Session, tenant: str, dataset_id: str) -> Dataset | None:
-    ds = session.get(Dataset, dataset_id)
-    return ds if ds is not None and ds.tenant_id == tenant and ds.status != "deleted" else None
+def get(session: Session, tenant: str, dataset_id: str, param: str = "id") -> Dataset:
+    """The tenant's dataset (a deleted one is gone), else 404."""
+    return get_owned(session, Dataset, dataset_id, tenant, param=param,
+                     visible=lambda ds: ds.status != "deleted")
 
 
 def list_page(session: Session, tenant: str, page: Page) -> tuple[list[Dataset], bool]:

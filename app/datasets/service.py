@@ -1,64 +1,27 @@
 """Datasets: stream the upload to storage while hashing, validate, then record it."""
-import hashlib
-import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy.orm import Session
 
+from app import uploads
 from app.config import Settings
 from app.datasets import fast_csv, images, parsing, repository
 from app.db import after_commit, on_rollback
-from app.errors import Conflict, InvalidInput, NotFound, TooLarge, UnsupportedType
+from app.errors import Conflict, InvalidInput, UnsupportedType
 from app.ids import new_id
+from app.ml.vision import decode_image
 from app.models import Dataset
 from app.storage import LocalStorage
+from app.uploads import StagedUpload
 
-CHUNK = 1 << 20
 TASKS = ("text-classification", "image-classification")
 
 
-def _stream_to(src: BinaryIO, dest: Path, limit: int,
-               stats: fast_csv.ByteStats) -> tuple[int, str]:
-    """Copy src to dest in 1 MiB chunks, hashing and taking byte statistics; 413 the moment the
-    limit is crossed."""
-    digest, size = hashlib.sha256(), 0
-    with open(dest, "wb") as out:
-        while chunk := src.read(CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise TooLarge(f"The file is larger than the limit of {limit} bytes.",
-                               code="file_too_large", param="file")
-            digest.update(chunk)
-            stats.update(chunk)
-            out.write(chunk)
-    stats.finish()
-    return size, digest.hexdigest()
-
-
-@dataclass
-class StagedUpload:
-    """An upload streamed to a staging directory: its size and sha256 are known."""
-
-    path: Path
-    size: int
-    sha256: str
-    stats: fast_csv.ByteStats
-
-    def discard(self) -> None:
-        shutil.rmtree(self.path.parent, ignore_errors=True)
-
-
 def stage(storage: LocalStorage, settings: Settings, upload: BinaryIO) -> StagedUpload:
-    """Stream the upload to a staging file while hashing (413 past the size limit)."""
-    staging, stats = storage.staging_dir(), fast_csv.ByteStats()
-    try:
-        size, sha = _stream_to(upload, staging / "upload", settings.max_upload_bytes, stats)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return StagedUpload(staging / "upload", size, sha, stats)
+    """Stream the upload to a staging file while hashing and taking the byte statistics the fast
+    CSV path needs (413 past the size limit)."""
+    return uploads.stage(storage, settings.max_upload_bytes, upload, fast_csv.ByteStats())
 
 
 def create(session: Session, storage: LocalStorage, settings: Settings, tenant: str, *,
@@ -118,8 +81,6 @@ def _validate(staged: StagedUpload, fmt: str, text_column: str, label_column: st
 
 
 def _summarize_images(path: Path, settings: Settings) -> parsing.Summary:
-    from app.ml.vision import decode_image
-
     found = images.inspect_zip(path, images.ZipLimits(
         max_members=settings.max_rows, max_total_bytes=settings.max_unzipped_bytes), decode_image)
     if len(found.class_counts) > settings.max_labels:
@@ -128,10 +89,7 @@ def _summarize_images(path: Path, settings: Settings) -> parsing.Summary:
 
 
 def get(session: Session, tenant: str, dataset_id: str) -> Dataset:
-    ds = repository.get(session, tenant, dataset_id)
-    if ds is None:
-        raise NotFound(f"No dataset with id {dataset_id!r}.", param="id")
-    return ds
+    return repository.get(session, tenant, dataset_id)
 
 
 def delete(session: Session, storage: LocalStorage, tenant: str, dataset_id: str) -> Dataset:

@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
-from app.auth import Tenant
+from app.keys.auth import Tenant
 from app.db import DbSession, session_scope
 from app.deps import SettingsDep, StorageDep
 from app.idempotency import IdempotencyDep, request_hash
@@ -73,8 +73,8 @@ def _poll(job_id: str, after: int) -> tuple[list[dict], dict | None, bool]:
     with session_scope() as s:
         rows = [EventOut.model_validate(e).model_dump(mode="json")
                 for e in repository.events_after(s, job_id, after)]
-        job = s.get(repository.Job, job_id)
-        return rows, job.progress, job.status in FINAL_STATUSES
+        status, progress = repository.status_and_progress(s, job_id)
+        return rows, progress, status in FINAL_STATUSES
 
 
 async def _sse(job_id: str, after: int, request: Request):

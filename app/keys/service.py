@@ -4,11 +4,11 @@ import hmac
 import re
 import secrets
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput, NotFound
 from app.ids import new_id
+from app.keys import repository
 from app.models import ApiKey
 from app.models.base import utcnow
 
@@ -40,7 +40,7 @@ def verify(session: Session, presented: str) -> ApiKey | None:
     m = KEY.match(presented or "")
     if not m:
         return None
-    row = session.scalars(select(ApiKey).where(ApiKey.prefix == m.group(1))).first()
+    row = repository.by_prefix(session, m.group(1))
     if row is None or row.revoked_at is not None:
         return None
     if not hmac.compare_digest(row.secret_hash, _digest(m.group(2))):
@@ -49,14 +49,11 @@ def verify(session: Session, presented: str) -> ApiKey | None:
 
 
 def list_keys(session: Session, tenant: str | None = None) -> list[ApiKey]:
-    stmt = select(ApiKey).order_by(ApiKey.id.desc())
-    if tenant:
-        stmt = stmt.where(ApiKey.tenant_id == tenant)
-    return list(session.scalars(stmt))
+    return repository.list_keys(session, tenant)
 
 
 def revoke(session: Session, key_id: str) -> ApiKey:
-    row = session.get(ApiKey, key_id)
+    row = repository.get(session, key_id)
     if row is None:
         raise NotFound(f"No API key {key_id!r}.", param="id")
     if row.revoked_at is None:

@@ -7,7 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from app.auth import Tenant
+from app.keys.auth import Tenant
 from app.db import DbSession
 from app.deps import SettingsDep, StorageDep
 from app.idempotency import IdempotencyDep, request_hash

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import torch
 
+from app.config import get_settings
 from app.ml.data import collate
 from app.ml.modeling import load_exported
-from app.ml.precision import autocast
+from app.ml.precision import autocast, autocast_dtype
+from app.ml.vision import load_exported as load_vision
 from app.models_api.batching import Batcher
+from app.observability import record_model_cache
 
 
 def _top(probs: torch.Tensor, labels: list[str], top_ks: list[int]) -> list[dict]:
@@ -81,8 +84,6 @@ class Predictor(_Predictor):
 
 class ImagePredictor(_Predictor):
     def __init__(self, ckpt_dir: Path, device: str = "cpu", dtype: torch.dtype | None = None):
-        from app.ml.vision import load_exported as load_vision
-
         self.net, pre, self.meta = load_vision(ckpt_dir, device)
         self.transform, self.labels = pre.eval_transform(), self.meta["labels"]
         self.device, self.dtype = device, dtype
@@ -148,15 +149,19 @@ class ModelCache:
     def __len__(self) -> int:
         return len(self._items)
 
+    def clear(self) -> None:
+        """Unload every model (their batcher threads end)."""
+        with self._lock:
+            items, self._items = list(self._items.values()), OrderedDict()
+        for predictor, _ in items:
+            predictor.close()
+
 
 _cache: ModelCache | None = None
 _cache_lock = threading.Lock()
 
 
 def _load_for_serving(path: Path) -> _Predictor:
-    from app.config import get_settings
-    from app.ml.precision import autocast_dtype
-
     settings = get_settings()
     device = "cuda" if torch.cuda.is_available() and settings.worker_device != "cpu" else "cpu"
     predictor = load_predictor(path, device, autocast_dtype(device, settings.inference_precision))
@@ -169,15 +174,20 @@ def model_cache() -> ModelCache:
     global _cache
     with _cache_lock:
         if _cache is None:
-            from app.config import get_settings
-
             settings = get_settings()
             _cache = ModelCache(settings.model_cache_size, settings.model_cache_bytes,
                                 load=_load_for_serving, on_lookup=_observe_lookup)
         return _cache
 
 
-def _observe_lookup(hit: bool) -> None:
-    from app.observability import record_model_cache
+def close_model_cache() -> None:
+    """Unload every model; the next model_cache() starts an empty one."""
+    global _cache
+    with _cache_lock:
+        cache, _cache = _cache, None
+    if cache is not None:
+        cache.clear()
 
+
+def _observe_lookup(hit: bool) -> None:
     record_model_cache(hit)

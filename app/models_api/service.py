@@ -1,23 +1,26 @@
 """Models: made from a checkpoint, evaluated on the validation data, serving predictions."""
-from sqlalchemy import select
+import base64
+import binascii
+
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.errors import InvalidInput, NotFound
+from app.errors import InvalidInput
 from app.ids import new_id
 from app.jobs import repository as jobs
-from app.models import Checkpoint, Dataset, Job, Model
+from app.ml.vision import decode_image
+from app.models import Checkpoint, Model
+from app.models_api import repository
 from app.models_api.inference import model_cache
-from app.pagination import Page, paginate
+from app.pagination import Page
 from app.storage import LocalStorage
 
 
 def create_from_checkpoint(session: Session, ckpt: Checkpoint, name: str | None = None) -> Model:
     """A model serving the checkpoint's weights, with the checkpoint's validation report."""
-    job = session.get(Job, ckpt.job_id)
+    job, task = repository.origin(session, ckpt)
     meta_labels = (ckpt.evaluation or {}).get("confusion_matrix", {}).get("labels", [])
     default_name = ":".join(p for p in (job.base_model, job.suffix, ckpt.id) if p)
-    task = session.get(Dataset, job.training_dataset_id).task
     model = Model(id=new_id("mdl"), tenant_id=ckpt.tenant_id, name=name or default_name,
                   task=task, labels=meta_labels, base_model=job.base_model,
                   job_id=job.id, checkpoint_id=ckpt.id, metrics=ckpt.metrics,
@@ -28,21 +31,16 @@ def create_from_checkpoint(session: Session, ckpt: Checkpoint, name: str | None 
 
 
 def create(session: Session, tenant: str, checkpoint_id: str, name: str | None) -> Model:
-    ckpt = jobs.checkpoint(session, tenant, checkpoint_id)
-    if ckpt is None:
-        raise NotFound(f"No checkpoint with id {checkpoint_id!r}.", param="checkpoint")
+    ckpt = jobs.checkpoint(session, tenant, checkpoint_id, param="checkpoint")
     return create_from_checkpoint(session, ckpt, name)
 
 
 def get(session: Session, tenant: str, model_id: str) -> Model:
-    model = session.get(Model, model_id)
-    if model is None or model.tenant_id != tenant:
-        raise NotFound(f"No model with id {model_id!r}.", param="id")
-    return model
+    return repository.get(session, tenant, model_id)
 
 
 def list_page(session: Session, tenant: str, page: Page) -> tuple[list[Model], bool]:
-    return paginate(session, select(Model).where(Model.tenant_id == tenant), Model.id, page)
+    return repository.list_page(session, tenant, page)
 
 
 def delete(session: Session, tenant: str, model_id: str) -> Model:
@@ -58,8 +56,6 @@ def _check_inputs(model: Model, inputs: list) -> list:
         if any(not isinstance(t, str) or not t.strip() for t in inputs):
             raise InvalidInput("Every input must be a non-empty string.", param="inputs")
         return inputs
-    from app.ml.vision import decode_image
-
     decoded = []
     for i, item in enumerate(inputs):
         raw = item if isinstance(item, bytes) else _b64(getattr(item, "image_base64", None), i)
@@ -71,9 +67,6 @@ def _check_inputs(model: Model, inputs: list) -> list:
 
 
 def _b64(value: str | None, i: int) -> bytes:
-    import base64
-    import binascii
-
     if not isinstance(value, str):
         raise InvalidInput(f"Input {i}: an image model takes {{\"image_base64\": \"…\"}} "
                            "objects (or multipart files).", param=f"inputs.{i}")
@@ -94,6 +87,6 @@ def prepare_predict(session: Session, storage: LocalStorage, settings: Settings,
         raise InvalidInput(f"At most {settings.max_predict_inputs} inputs per request; got "
                            f"{len(inputs)}.", param="inputs", code="too_many_inputs")
     inputs = _check_inputs(model, inputs)
-    ckpt = session.get(Checkpoint, model.checkpoint_id)
+    ckpt = repository.checkpoint_of(session, model)
     predictor = model_cache().get(model.id, storage.local_path(ckpt.storage_key))
     return predictor, inputs, top_k or min(len(predictor.labels), 5)

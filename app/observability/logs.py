@@ -9,6 +9,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TextIO
 
+from app.config import get_settings
+
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 job_id: ContextVar[str | None] = ContextVar("job_id", default=None)
 
@@ -69,8 +71,6 @@ class TextFormatter(logging.Formatter):
 def configure_logging(fmt: str | None = None, stream: TextIO | None = None) -> None:
     """One handler on the root logger (replacing the one an earlier call installed), INFO."""
     if fmt is None:
-        from app.config import get_settings
-
         fmt = get_settings().log_format
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_adapt", False)]:

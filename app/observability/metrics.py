@@ -1,12 +1,6 @@
-"""Prometheus metrics. Jobs, queue depth and training throughput are read when scraped (the
-database and the broker are the truth); request, predict and model-cache figures are counted by
-this API process."""
+"""Prometheus metrics counted by this API process: requests, predict latency, model-cache hits.
+(Jobs, queue depth and training throughput are read when scraped: app.ops.StateCollector.)"""
 from prometheus_client import REGISTRY, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
-from sqlalchemy import func, select
-
-JOB_STATUSES = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
 
 HTTP_REQUESTS = Counter("adapt_http_requests", "HTTP requests by route template and status.",
                         ["method", "route", "status"])
@@ -35,41 +29,6 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     HTTP_LATENCY.labels(method, route).observe(seconds)
 
 
-class StateCollector(Collector):
-    """Gauges read at scrape time: jobs by status, queue depth, samples/s of running jobs."""
-
-    def describe(self):
-        # Registration asks for the names; without this it would collect (query) at import.
-        return [GaugeMetricFamily(name, "") for name in
-                ("adapt_jobs", "adapt_training_samples_per_second", "adapt_queue_depth")]
-
-    def collect(self):
-        from app.db import session_scope
-        from app.models import Job
-        from app.queue import queue_size
-
-        with session_scope() as s:
-            counts = dict(s.execute(select(Job.status, func.count()).group_by(Job.status)).all())
-            running = s.execute(select(Job.id, Job.base_model, Job.progress)
-                                .where(Job.status == "running")).all()
-        jobs = GaugeMetricFamily("adapt_jobs", "Jobs by status.", labels=["status"])
-        for status in JOB_STATUSES:
-            jobs.add_metric([status], counts.get(status, 0))
-        yield jobs
-        rate = GaugeMetricFamily("adapt_training_samples_per_second",
-                                 "Training throughput of each running job (its last progress "
-                                 "write).", labels=["job", "base_model"])
-        for job, base_model, progress in running:
-            if (value := (progress or {}).get("samples_per_second")) is not None:
-                rate.add_metric([job, base_model], value)
-        yield rate
-        waiting = queue_size()
-        yield GaugeMetricFamily("adapt_queue_depth", "Messages waiting in the training queue "
-                                "(NaN when the broker can't say).",
-                                value=float("nan") if waiting is None else waiting)
-
-
-REGISTRY.register(StateCollector())
 
 
 def render() -> bytes:

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from app.auth import Tenant
+from app.keys.auth import Tenant
 from app.db import DbSession
 from app.deps import SettingsDep
 from app.idempotency import IdempotencyDep, request_hash

@@ -2,22 +2,22 @@
 their deliveries."""
 import secrets
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.errors import Conflict, NotFound
+from app.errors import Conflict
 from app.ids import new_id
 from app.models import WebhookDelivery, WebhookEndpoint
-from app.pagination import Page, paginate
+from app.pagination import Page
+from app.webhooks import repository
 from app.webhooks.schemas import WebhookCreate
 
 
 def create(session: Session, settings: Settings, tenant: str,
            req: WebhookCreate) -> WebhookEndpoint:
     """A new endpoint with a fresh signing secret (256 random bits)."""
-    count = session.scalar(select(func.count()).select_from(WebhookEndpoint)
-                           .where(WebhookEndpoint.tenant_id == tenant))
+    count = repository.count(session, tenant)
     if count >= settings.max_webhooks_per_tenant:
         raise Conflict(f"This tenant already has {count} webhooks, the most allowed; delete "
                        "one first.", code="too_many_webhooks")
@@ -30,15 +30,11 @@ def create(session: Session, settings: Settings, tenant: str,
 
 
 def get(session: Session, tenant: str, webhook_id: str) -> WebhookEndpoint:
-    row = session.get(WebhookEndpoint, webhook_id)
-    if row is None or row.tenant_id != tenant:
-        raise NotFound(f"No webhook with id {webhook_id!r}.", param="id")
-    return row
+    return repository.get(session, tenant, webhook_id)
 
 
 def list_page(session: Session, tenant: str, page: Page) -> tuple[list[WebhookEndpoint], bool]:
-    stmt = select(WebhookEndpoint).where(WebhookEndpoint.tenant_id == tenant)
-    return paginate(session, stmt, WebhookEndpoint.id, page)
+    return repository.list_page(session, tenant, page)
 
 
 def remove(session: Session, tenant: str, webhook_id: str) -> WebhookEndpoint:
@@ -51,6 +47,4 @@ def remove(session: Session, tenant: str, webhook_id: str) -> WebhookEndpoint:
 
 def deliveries(session: Session, tenant: str, webhook_id: str,
                page: Page) -> tuple[list[WebhookDelivery], bool]:
-    row = get(session, tenant, webhook_id)
-    stmt = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == row.id)
-    return paginate(session, stmt, WebhookDelivery.id, page)
+    return repository.deliveries_page(session, get(session, tenant, webhook_id).id, page)

@@ -12,17 +12,9 @@ from starlette.concurrency import run_in_threadpool
 
 from app.config import get_settings
 from app.db import session_scope
-from app.errors import AppError
+from app.errors import Forbidden, Unauthorized
 from app.keys import service as keys
 from app.models.base import utcnow
-
-
-class Unauthorized(AppError):
-    status, code = 401, "unauthorized"
-
-
-class Forbidden(AppError):
-    status, code = 403, "forbidden"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,218 @@
+"""The job's life, in one place: every status change of a job is one function here.
+
+A transition is always the same triple, written in one transaction:
+1. a conditional UPDATE of the job row (it applies only from the expected status; a worker's
+   writes are also *fenced* by its attempt number, so a worker that lost its lease changes nothing),
+2. a `status` event in the job's event log,
+3. for a final status, the webhook outbox rows (`job.succeeded|failed|cancelled`).
+
+    queued ──claim──▶ running ──succeed──▶ succeeded
+      ▲  │               │ ├──fail────────▶ failed
+      │  │cancel         │ ├──requeue──▶ queued   (shutdown, transient error; same id, resumes)
+      │  ▼               │ └──expire───▶ queued   (lease lapsed: the worker died)
+      │ cancelled ◀──────┤cancel ─▶ cancelling ──finish / expire──▶ cancelled
+      └─────────────── enqueue (create)
+
+Functions called by the API take the request's session (the route commits it). Functions called
+by a worker open their own unit of work: each is one transaction, and the caller holds no session
+while it trains.
+"""
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app import queue
+from app.db import after_commit, session_scope
+from app.jobs import events
+from app.jobs.schemas import JobOut
+from app.models import FINAL_STATUSES, Checkpoint, Job, Model
+from app.models.base import utcnow
+from app.webhooks import outbox
+
+log = logging.getLogger(__name__)
+OWNED = ("running", "cancelling")  # a worker's attempt owns the job in these
+RESEND_GRACE_S = 5.0  # a just-created job's message may not be countable yet
+
+
+def _fenced(job_id: str, attempt: int):
+    """An UPDATE of the job row that applies only while this attempt still owns it."""
+    return update(Job).where(Job.id == job_id, Job.attempts == attempt, Job.status.in_(OWNED))
+
+
+def _changed(session: Session, stmt, job_id: str, status: str, message: str, *,
+             level: str = "info", data: dict[str, Any] | None = None) -> bool:
+    """Run the conditional UPDATE that moves the job to `status`; when it applied, write the
+    status event and, for a final status, the webhook outbox rows. True if it applied."""
+    if session.execute(stmt.values(status=status)).rowcount != 1:
+        return False
+    events.record(session, job_id, message, type="status", level=level,
+                  data={"status": status, **(data or {})})
+    if status in FINAL_STATUSES:
+        # populate_existing: the status was just written with a bulk UPDATE in this transaction.
+        job = session.scalars(select(Job).where(Job.id == job_id)
+                              .execution_options(populate_existing=True)).one()
+        outbox.job_finished(session, job.tenant_id, job.id, status,
+                            JobOut.model_validate(job).model_dump(mode="json"))
+    return True
+
+
+# -- the API's side ----------------------------------------------------------------------------
+def enqueue(session: Session, job: Job) -> Job:
+    """Insert a new job as queued; its task is sent only once the row has committed."""
+    job.status, job.attempts, job.enqueued_at = "queued", 0, utcnow()
+    session.add(job)
+    session.flush()
+    events.record(session, job.id, "job queued", type="status", data={"status": "queued"})
+    after_commit(session, lambda: queue.send_training(job.id))
+    return job
+
+
+def cancel(session: Session, job: Job) -> bool:
+    """A queued job is cancelled at once; a running one is asked to stop between steps (its
+    worker ends it `cancelled`). Both are conditional, so a claim at the same moment can't be
+    lost. False when there was nothing to cancel (already finished, or already cancelling)."""
+    if _changed(session, update(Job).where(Job.id == job.id, Job.status == "queued")
+                .values(finished_at=utcnow()), job.id, "cancelled",
+                "job cancelled before it started"):
+        return True
+    return _changed(session, update(Job).where(Job.id == job.id, Job.status == "running"),
+                    job.id, "cancelling", "cancel requested")
+
+
+# -- a worker's side ---------------------------------------------------------------------------
+def claim(job_id: str, worker_id: str, lease_s: float) -> int | None:
+    """queued → running: exactly one delivery of the task gets the attempt number."""
+    now = utcnow()
+    with session_scope() as s:
+        before = s.scalar(select(Job.attempts).where(Job.id == job_id, Job.status == "queued"))
+        if before is None:
+            return None
+        attempt = before + 1
+        stmt = update(Job).where(Job.id == job_id, Job.status == "queued",
+                                 Job.attempts == before).values(
+            worker_id=worker_id, attempts=attempt, heartbeat_at=now, started_at=now,
+            lease_expires_at=now + timedelta(seconds=lease_s))
+        if not _changed(s, stmt, job_id, "running",
+                        f"job started on {worker_id} (attempt {attempt})",
+                        data={"attempt": attempt}):
+            return None
+    return attempt
+
+
+def renew_lease(job_id: str, attempt: int, lease_s: float) -> bool:
+    """The heartbeat: extend this attempt's lease; False when it no longer owns the job."""
+    now = utcnow()
+    with session_scope() as s:
+        return s.execute(_fenced(job_id, attempt).values(
+            heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_s))).rowcount == 1
+
+
+def record_progress(session: Session, job_id: str, attempt: int, progress: dict,
+                    metrics: dict | None = None) -> bool:
+    """Write live progress (and the latest evaluation) onto the row, inside the caller's unit of
+    work (it also writes metric rows and events). False when this attempt lost the job."""
+    values: dict[str, Any] = {"progress": progress}
+    if metrics is not None:
+        values["metrics"] = metrics
+    return session.execute(_fenced(job_id, attempt).values(**values)).rowcount == 1
+
+
+def ownership(session: Session, job_id: str, attempt: int) -> str:
+    """What the attempt should do now: "run", "cancel" (a cancel was requested) or "lost"."""
+    status, owner = session.execute(select(Job.status, Job.attempts)
+                                    .where(Job.id == job_id)).one()
+    if owner != attempt or status not in OWNED:
+        return "lost"
+    return "cancel" if status == "cancelling" else "run"
+
+
+def requeue(job_id: str, attempt: int, message: str, countdown: float = 0) -> bool:
+    """running → queued: the same job goes back to the queue and its next attempt resumes from
+    the last checkpoint (a shutdown, a transient error)."""
+    with session_scope() as s:
+        done = _changed(s, _fenced(job_id, attempt).where(Job.status == "running").values(
+            worker_id=None, lease_expires_at=None, enqueued_at=utcnow()), job_id, "queued",
+            message)
+    if done:
+        queue.send_training(job_id, countdown=countdown)
+    return done
+
+
+def fail(job_id: str, attempt: int, code: str, message: str) -> bool:
+    """→ failed, with an error the user reads (code and message)."""
+    error = {"code": code, "message": message}
+    with session_scope() as s:
+        return _changed(s, _fenced(job_id, attempt).values(
+            finished_at=utcnow(), lease_expires_at=None, error=error), job_id, "failed",
+            f"job failed: {message}", level="error", data={"error": error})
+
+
+def cancelled(job_id: str, attempt: int) -> bool:
+    """cancelling → cancelled: the worker stopped between steps as asked."""
+    with session_scope() as s:
+        return _changed(s, _fenced(job_id, attempt).values(
+            finished_at=utcnow(), lease_expires_at=None), job_id, "cancelled", "job cancelled")
+
+
+class NoCheckpoint(Exception):
+    """Training ended before its first evaluation: there is no checkpoint to make a model of."""
+
+
+def succeed(job_id: str, attempt: int, make_model: Callable[[Session, Checkpoint], Model],
+            note: str = "") -> str | None:
+    """→ succeeded: the model is made from the best checkpoint in the same transaction. Returns
+    the model id, or None when the attempt lost the job meanwhile (the new owner finishes it)."""
+    with session_scope() as s:
+        ckpt = s.scalars(select(Checkpoint).where(Checkpoint.job_id == job_id,
+                                                  Checkpoint.is_best)).first()
+        if ckpt is None:
+            raise NoCheckpoint("Training ended before the first evaluation.")
+        model = make_model(s, ckpt)
+        if not _changed(s, _fenced(job_id, attempt).values(
+                finished_at=utcnow(), lease_expires_at=None, model_id=model.id,
+                metrics=ckpt.metrics, error=None), job_id, "succeeded",
+                f"job succeeded{note}: model {model.id} from checkpoint {ckpt.id}"):
+            s.rollback()
+            return None
+        return model.id
+
+
+def expire_leases() -> list[str]:
+    """Jobs whose lease lapsed (their worker died): running → queued, to be resumed by any
+    worker; cancelling → cancelled. Returns the ids re-queued (the caller sends them)."""
+    now, requeued = utcnow(), []
+    with session_scope() as s:
+        expired = s.execute(select(Job.id, Job.status, Job.attempts, Job.worker_id).where(
+            Job.status.in_(OWNED), Job.lease_expires_at < now)).all()
+        for job_id, status, attempt, worker in expired:
+            to = "queued" if status == "running" else "cancelled"
+            stmt = update(Job).where(Job.id == job_id, Job.attempts == attempt,
+                                     Job.status == status).values(
+                worker_id=None, lease_expires_at=None, enqueued_at=now,
+                **({"finished_at": now} if to == "cancelled" else {}))
+            if _changed(s, stmt, job_id, to, f"worker {worker} stopped answering (lease expired "
+                        f"on attempt {attempt}); job {'re-queued' if to == 'queued' else to}",
+                        level="warning") and to == "queued":
+                requeued.append(job_id)
+    return requeued
+
+
+def queued_without_message() -> list[str]:
+    """Queued jobs to send again when the broker holds fewer messages than the database owes."""
+    cutoff = utcnow() - timedelta(seconds=RESEND_GRACE_S)
+    with session_scope() as s:
+        owed = s.scalars(select(Job.id).where(Job.status == "queued", Job.enqueued_at < cutoff)
+                         .order_by(Job.id)).all()
+    if not owed:
+        return []
+    waiting = queue.queue_size()
+    if waiting is not None and waiting >= len(owed):
+        return []
+    with session_scope() as s:
+        s.execute(update(Job).where(Job.id.in_(owed), Job.status == "queued")
+                  .values(enqueued_at=utcnow()))
+    return list(owed)

@@ -1,0 +1,26 @@
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.schemas import ApiModel, OptionalTimestamp, Timestamp
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    tenant: str = Field(min_length=1, max_length=63)
+    name: str = Field(default="", max_length=255)
+    admin: bool = False
+
+
+class KeyOut(ApiModel):
+    object: Literal["api_key"] = "api_key"
+    id: str
+    tenant: str = Field(validation_alias="tenant_id")
+    name: str
+    admin: bool = Field(validation_alias="is_admin")
+    created_at: Timestamp
+    revoked_at: OptionalTimestamp
+
+
+class KeyCreated(KeyOut):
+    key: str  # shown once
