@@ -3,7 +3,9 @@ parsed, `jobs follow` live to the evaluation, errors on stderr with the API's co
 import json
 import subprocess
 import sys
+import tomllib
 import zipfile
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,9 @@ from typer.testing import CliRunner
 
 from adapt import Client, Unauthorized
 from adapt.cli import app
+from adapt.cli.main import ENTRY_POINT_GROUP, build_app
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -133,10 +138,30 @@ def test_console_script_runs(live):
     assert len(json.loads(out.stdout)) == 1
 
 
+def _server_entry_points() -> list[EntryPoint]:
+    """The `adapt.cli` entry points the server's pyproject.toml registers (read from the file, so
+    this holds whether or not the installed metadata is fresh)."""
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        group = tomllib.load(f)["project"]["entry-points"][ENTRY_POINT_GROUP]
+    return [EntryPoint(name, value, ENTRY_POINT_GROUP) for name, value in group.items()]
+
+
 def test_serve_takes_the_options_of_adapt_serve():
-    r = CliRunner().invoke(app, ["serve", "--help"])
+    cli = build_app(_server_entry_points())
+    r = CliRunner().invoke(cli, ["--help"])
+    assert r.exit_code == 0 and "serve" in r.stdout and "worker" in r.stdout
+    r = CliRunner().invoke(cli, ["serve", "--help"])
     assert r.exit_code == 0 and "usage: adapt-serve" in r.stdout
     assert "--worker-only" in r.stdout and "--no-worker" in r.stdout
+
+
+def test_serve_and_worker_come_from_the_server_only():
+    """Without the server's entry points (only adapt-client installed) they are not listed."""
+    r = CliRunner().invoke(build_app([]), ["--help"])
+    assert r.exit_code == 0 and "datasets" in r.stdout
+    assert "serve" not in r.stdout and "worker" not in r.stdout
+    r = CliRunner().invoke(build_app([]), ["serve"])
+    assert r.exit_code == 2
 
 
 def test_a_cancelled_job_follows_to_exit_status_1(adapt_cli, followed):

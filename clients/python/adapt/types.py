@@ -69,8 +69,13 @@ class Job(Resource):
     base_model: str
     training_dataset: str
     validation_dataset: str | None = None
+    validation_split: float
     method: str
     hyperparameters: dict[str, Any] = {}
+    early_stopping: dict[str, Any] | None = None
+    select_checkpoint_by: str
+    seed: int
+    suffix: str | None = None
     progress: JobProgress | None = None
     metrics: dict[str, Any] | None = None
     error: JobError | None = None
