@@ -13,7 +13,7 @@ commands = typer.Typer()
                   context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def serve(ctx: typer.Context) -> None:
     """Run the service as adapt-serve does, with its options (adapt serve --help)."""
-    from app.serve import main as serve_main
+    from app.serve import main as serve_main  # deferred: uvicorn, alembic, the app: only to run
 
     serve_main(list(ctx.args))
 
@@ -21,6 +21,6 @@ def serve(ctx: typer.Context) -> None:
 @commands.command("worker")
 def worker() -> None:
     """Run one training worker (it shares the database, broker and data directory)."""
-    from app.serve import main as serve_main
+    from app.serve import main as serve_main  # deferred: uvicorn, alembic, the app: only to run
 
     serve_main(["--worker-only"])
