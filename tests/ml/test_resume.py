@@ -5,8 +5,7 @@ import torch
 from app.ml import checkpointing
 from app.ml.callbacks import Callback, PeriodicSave
 from app.ml.config import TrainConfig, resolve_hyperparameters
-from app.ml.recipe import TextClassificationRecipe
-from test_recipe import toy
+from test_recipe import text_recipe, toy
 
 
 class Crash(Callback):
@@ -20,15 +19,15 @@ class Crash(Callback):
             control.stop("killed")
 
 
-def recipe(tiny_model, work, method, callbacks, early_stopping=None):
+def recipe(tiny_model, work, method, callbacks, early_stopping=None, resume_from=None):
     cfg = TrainConfig(method=method, labels=["bad", "good"], seed=11,
                       hyperparameters=resolve_hyperparameters(
                           method, {"epochs": 3, "batch_size": 8, "learning_rate": 2e-3,
                                    "dropout": 0.2}),
                       early_stopping=early_stopping)
-    r = TextClassificationRecipe(cfg, tiny_model, work / "out", callbacks,
-                                 resume_dir=work / "resume", keep_last=2)
-    r.setup(*toy(80, 1), *toy(24, 2))
+    r = text_recipe(cfg, tiny_model, work / "out", toy(80, 1), toy(24, 2), callbacks=callbacks,
+                    resume_dir=work / "resume", keep_last=2)
+    r.setup(resume_from=resume_from)
     return r
 
 
@@ -37,8 +36,9 @@ def run_killed_and_resumed(tiny_model, tmp_path, method, kill_at):
     assert killed.train().stop_reason == "killed"
     last = checkpointing.latest(tmp_path / "resume")
     assert last is not None and last.name == f"step-{(kill_at // 4) * 4:08d}"
-    resumed = recipe(tiny_model, tmp_path, method, [PeriodicSave(every_steps=4)])
-    resumed.resume(last)
+    resumed = recipe(tiny_model, tmp_path, method, [PeriodicSave(every_steps=4)],
+                     resume_from=last)
+    assert resumed.resumed_step == (kill_at // 4) * 4
     result = resumed.train()
     return resumed, result
 
