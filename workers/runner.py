@@ -23,8 +23,8 @@ from app.ml import checkpointing
 from app.ml.callbacks import PeriodicSave
 from app.ml.feature_cache import FeatureCache
 from app.ml.config import TrainConfig
-from app.ml.data import stratified_split
-from app.ml.recipe import ImageClassificationRecipe, TextClassificationRecipe, TrainResult
+from app.ml.data import Splits, labelled_splits
+from app.ml.recipe import BaseModelSpec, TrainResult, build_recipe
 from app.models import Checkpoint, Dataset, Job
 from app.models.base import utcnow
 from app.models_api.service import create_from_checkpoint
@@ -113,23 +113,19 @@ def _examples(ds: Dataset) -> tuple[list, list[str]]:
     return read_examples(path, ds.format, ds.text_column, ds.label_column)
 
 
-def _load_data(job: Job, train_ds: Dataset, val_ds: Dataset | None):
-    texts, labels = _examples(train_ds)
-    names = list(train_ds.labels)
-    index = {name: i for i, name in enumerate(names)}
-    y = [index[label] for label in labels]
-    if val_ds is None:
-        tr, va = stratified_split(y, job.validation_split, job.seed)
-        return names, [texts[i] for i in tr], [y[i] for i in tr], [texts[i] for i in va], \
-            [y[i] for i in va]
-    if val_ds.format == "zip":
-        raise JobFailed("dataset_invalid", "A separate validation ZIP is not supported yet: "
-                        "use validation_split.")
-    vt, vl = _examples(val_ds)
-    unknown = sorted(set(vl) - set(index))
-    if unknown:
-        raise JobFailed("dataset_invalid", f"Validation labels not in training: {unknown[:5]}")
-    return names, texts, y, vt, [index[label] for label in vl]
+def _load_data(job: Job, train_ds: Dataset, val_ds: Dataset | None) -> Splits:
+    inputs, labels = _examples(train_ds)
+    val_inputs = val_labels = None
+    if val_ds is not None:
+        if val_ds.format == "zip":
+            raise JobFailed("dataset_invalid", "A separate validation ZIP is not supported yet: "
+                            "use validation_split.")
+        val_inputs, val_labels = _examples(val_ds)
+    try:
+        return labelled_splits(list(train_ds.labels), inputs, labels, val_inputs, val_labels,
+                               job.validation_split, job.seed)
+    except ValueError as exc:  # e.g. validation labels that training lacks
+        raise JobFailed("dataset_invalid", str(exc)) from None
 
 
 def resume_dir(job: Job) -> Path:
@@ -145,38 +141,31 @@ def _train(job_id: str, lease: Lease, work_dir: Path) -> TrainResult:
         if train_ds.status != "ready" or (val_ds is not None and val_ds.status != "ready"):
             raise JobFailed("dataset_deleted", "The job's dataset was deleted before it ran.")
         entry = catalog.resolve(settings, job.base_model, s, job.tenant_id)
-        names, tx, ty, vx, vy = _load_data(job, train_ds, val_ds)
+        splits = _load_data(job, train_ds, val_ds)
         cfg = TrainConfig(method=job.method, hyperparameters=job.hyperparameters, seed=job.seed,
                           select_checkpoint_by=job.select_checkpoint_by,
                           early_stopping=job.early_stopping,
-                          device=resolve_device(settings.worker_device), labels=names,
+                          device=resolve_device(settings.worker_device), labels=splits.labels,
                           precision=settings.train_precision)
         tenant, resume_root = job.tenant_id, resume_dir(job)
         zip_path = get_storage().local_path(train_ds.storage_key)
+        base = BaseModelSpec(entry.task, Path(entry.path), entry.architecture,
+                             f"{entry.id}@{entry.revision}")
     recorder = JobRecorder(job_id, tenant, lease, get_storage(), settings.progress_interval_s)
     saver = PeriodicSave(settings.checkpoint_every_steps, settings.checkpoint_every_s)
-    common = {"resume_dir": resume_root, "keep_last": settings.keep_last_checkpoints}
-    if entry.task == "image-classification":
-        recipe = ImageClassificationRecipe(
-            cfg, Path(entry.path).parent, work_dir, [saver, recorder],
-            architecture=entry.architecture, weights_path=Path(entry.path), zip_path=zip_path,
-            **common)
-    else:
-        cache = (FeatureCache(settings.data_dir / "cache" / "features", settings.feature_cache_bytes)
-                 if settings.feature_cache_bytes else None)
-        recipe = TextClassificationRecipe(cfg, Path(entry.path), work_dir, [saver, recorder],
-                                          feature_cache=cache,
-                                          feature_namespace=f"{entry.id}@{entry.revision}",
-                                          **common)
+    cache = (FeatureCache(settings.data_dir / "cache" / "features", settings.feature_cache_bytes)
+             if settings.feature_cache_bytes else None)  # text `head` jobs use it
+    recipe = build_recipe(cfg, base, splits, work_dir=work_dir, callbacks=[saver, recorder],
+                          resume_dir=resume_root, keep_last=settings.keep_last_checkpoints,
+                          feature_cache=cache, images_zip=zip_path)
     try:
-        recipe.setup(tx, ty, vx, vy)
+        recipe.setup(resume_from=checkpointing.latest(resume_root))
         if stats := recipe.feature_stats:
             with session_scope() as s:
                 events.record(s, job_id, f"encoder features for {stats['examples']} examples: "
                               f"{stats['examples'] - stats['computed']} from the shared cache, "
                               f"{stats['computed']} computed in {stats['seconds']}s", data=stats)
-        if last := checkpointing.latest(resume_root):
-            recipe.resume(last)
+        if recipe.resumed_step is not None:
             with session_scope() as s:
                 st = recipe.state
                 events.record(s, job_id, f"resumed from step {st.step}/{st.total_steps} "
