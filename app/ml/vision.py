@@ -3,6 +3,7 @@ a new head for the user's classes, the preprocessing each base model was trained
 checkpoints as a safetensors state dict that torchvision loads as it is."""
 import io
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,8 +174,6 @@ class Preprocess:
 
 def decode_image(data: bytes) -> Image.Image:
     """Decode (and fully load) an image as RGB; raises ValueError for anything unreadable."""
-    import warnings
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
