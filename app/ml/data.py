@@ -1,4 +1,5 @@
-"""Text data for training: a seeded stratified split, tokenised once, padded per batch."""
+"""Training data: label indexing and a seeded stratified split, texts tokenised once and padded
+per batch, image archive members, and the batch orders of each epoch."""
 import random
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -26,6 +27,62 @@ def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple
         val.extend(idx[:n_val])
         train.extend(idx[n_val:])
     return sorted(train), sorted(val)
+
+
+@dataclass(frozen=True)
+class Examples:
+    """One side of a split: inputs (texts, or image archive members) and label indices."""
+
+    inputs: list
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Label names (index = class id) and the training and validation examples."""
+
+    labels: list[str]
+    train_x: list
+    train_y: list[int]
+    val_x: list
+    val_y: list[int]
+
+    @property
+    def train(self) -> Examples:
+        return Examples(self.train_x, self.train_y)
+
+    @property
+    def validation(self) -> Examples:
+        return Examples(self.val_x, self.val_y)
+
+
+def labelled_splits(names: list[str], train_inputs: list, train_labels: list[str],
+                    val_inputs: list | None, val_labels: list[str] | None, fraction: float,
+                    seed: int) -> Splits:
+    """Index the labels by `names` and split: a seeded stratified split of the training set when
+    there is no validation set (val_inputs None), else the validation set as given.
+
+    Raises ValueError (a message fit for the user) when a label is not among `names`, i.e. when
+    validation labels do not occur in training."""
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted(set(train_labels) - set(index))
+    if unknown:
+        raise ValueError(f"Training labels not in the dataset's label set: {unknown[:5]}")
+    y = [index[label] for label in train_labels]
+    if val_inputs is None:
+        tr, va = stratified_split(y, fraction, seed)
+        return Splits(list(names), [train_inputs[i] for i in tr], [y[i] for i in tr],
+                      [train_inputs[i] for i in va], [y[i] for i in va])
+    if val_labels is None or len(val_labels) != len(val_inputs):
+        raise ValueError("validation inputs and labels differ in length")
+    unknown = sorted(set(val_labels) - set(index))
+    if unknown:
+        raise ValueError(f"Validation labels not in training: {unknown[:5]}")
+    return Splits(list(names), list(train_inputs), y, list(val_inputs),
+                  [index[label] for label in val_labels])
 
 
 @dataclass

@@ -3,11 +3,13 @@
 Exported checkpoints are a plain transformers directory (config.json, model.safetensors, tokenizer)
 plus head.safetensors and adapt.json, so `AutoModel.from_pretrained(dir)` loads the encoder as is.
 """
+import copy
 import json
 import logging
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
@@ -116,6 +118,7 @@ def apply_method(model: TextClassifier, method: str, hp: dict) -> TextClassifier
         for block in list(blocks)[-hp["unfreeze_layers"]:]:
             block.requires_grad_(True)
     elif method == "lora":
+        # peft only for lora: its import (~2 s) would slow every other job and the API.
         from peft import LoraConfig, get_peft_model
 
         cfg = LoraConfig(r=hp["lora_rank"], lora_alpha=hp["lora_alpha"],
@@ -138,8 +141,6 @@ def export(model: TextClassifier, tokenizer, labels: list[str], out_dir: Path, e
     out_dir.mkdir(parents=True, exist_ok=True)
     encoder = model.encoder
     if hasattr(encoder, "merge_and_unload"):  # peft: export plain weights, not base + adapter
-        import copy
-
         encoder = copy.deepcopy(encoder).merge_and_unload()
     encoder.config.id2label = dict(enumerate(labels))
     encoder.config.label2id = {name: i for i, name in enumerate(labels)}
@@ -166,8 +167,6 @@ def load_exported(ckpt_dir: str | Path, device: str = "cpu") -> tuple[TextClassi
 
 def base_model_parameters(model_dir: str | Path) -> int:
     """Parameter count of a model directory, read from its safetensors headers (no weights loaded)."""
-    from safetensors import safe_open
-
     total = 0
     for f in Path(model_dir).glob("*.safetensors"):
         with safe_open(str(f), framework="pt") as st:

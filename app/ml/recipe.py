@@ -1,9 +1,16 @@
-"""The text-classification recipe: setup → train (one explicit loop) → evaluate → save_checkpoint."""
+"""The training recipe: one loop (optimizer, schedule, evaluation, checkpoints, resume, callbacks)
+around a task component (app.ml.tasks) that supplies the data, the model, its batches and export.
+
+    recipe = build_recipe(cfg, BaseModelSpec(task, path, ...), splits, work_dir=...)
+    recipe.setup(resume_from=checkpointing.latest(resume_dir))   # None: a fresh run
+    result = recipe.train()
+"""
 import logging
 import math
 import random
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +18,19 @@ import torch
 from transformers import get_linear_schedule_with_warmup
 
 from app.ml import checkpointing
-from app.ml import data as D
 from app.ml.callbacks import Callback, CallbackList, Control, EarlyStopping, TrainState
 from app.ml.config import METRICS_HIGHER_IS_BETTER, TrainConfig
-from app.ml.feature_cache import FeatureCache, example_key
+from app.ml.data import Splits
+from app.ml.feature_cache import FeatureCache
 from app.ml.metrics import classification_report
 from app.ml.precision import autocast, train_autocast_dtype
-from app.ml.modeling import build_classifier, export, load_tokenizer
+from app.ml.tasks import ImageTask, Task, TextTask
 
 log = logging.getLogger(__name__)
+
+__all__ = ["BaseModelSpec", "Recipe", "TrainResult", "build_recipe", "seed_everything"]
+
+TASKS = ("text-classification", "image-classification")
 
 
 @dataclass
@@ -37,16 +48,52 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class TextClassificationRecipe:
-    def __init__(self, config: TrainConfig, base_dir: Path, work_dir: Path,
-                 callbacks: list[Callback] | None = None, resume_dir: Path | None = None,
+@dataclass(frozen=True)
+class BaseModelSpec:
+    """What the worker knows of the base model (from the catalog)."""
+
+    task: str                     # "text-classification" | "image-classification"
+    path: Path | None             # text: the model directory; image: the weights file (or None)
+    architecture: str | None = None  # torchvision architecture, for images
+    namespace: str = ""           # feature-cache namespace, e.g. f"{entry.id}@{entry.revision}"
+
+
+def build_recipe(cfg: TrainConfig, base: BaseModelSpec, splits: Splits, *, work_dir: Path,
+                 callbacks: Sequence[Callback] = (), resume_dir: Path | None = None,
                  keep_last: int = 2, feature_cache: FeatureCache | None = None,
-                 feature_namespace: str = "", precompute_features: bool = True):
-        self.cfg, self.base_dir, self.work_dir = config, Path(base_dir), Path(work_dir)
-        self.feature_cache = feature_cache
-        self.feature_namespace = feature_namespace or str(self.base_dir)
+                 images_zip: Path | None = None, precompute_features: bool = True) -> "Recipe":
+    """The recipe for the base model's task. cfg.labels, when set, must be splits.labels (when
+    empty, it is filled from them); feature_cache and precompute_features apply to text only,
+    images_zip (the dataset archive the image members are read from) to images only."""
+    if not cfg.labels:
+        cfg = replace(cfg, labels=list(splits.labels))
+    elif list(cfg.labels) != list(splits.labels):
+        raise ValueError(f"cfg.labels {cfg.labels} differ from the splits' {splits.labels}")
+    task: Task
+    if base.task == "image-classification":
+        if not base.architecture or images_zip is None:
+            raise ValueError("an image recipe needs base.architecture and images_zip")
+        task = ImageTask(base.architecture, base.path, images_zip)
+    elif base.task == "text-classification":
+        if base.path is None:
+            raise ValueError("a text recipe needs base.path (the model directory)")
+        task = TextTask(base.path, feature_cache=feature_cache, feature_namespace=base.namespace,
+                        precompute_features=precompute_features)
+    else:
+        raise ValueError(f"unknown task {base.task!r} (one of {', '.join(TASKS)})")
+    return Recipe(cfg, task, splits, work_dir=work_dir, callbacks=callbacks,
+                  resume_dir=resume_dir, keep_last=keep_last)
+
+
+class Recipe:
+    """setup → train (one explicit loop) → evaluate → save_checkpoint, for any task component."""
+
+    def __init__(self, config: TrainConfig, task: Task, splits: Splits, *, work_dir: Path,
+                 callbacks: Sequence[Callback] = (), resume_dir: Path | None = None,
+                 keep_last: int = 2):
+        self.cfg, self.task, self.splits, self.work_dir = config, task, splits, Path(work_dir)
         self.feature_stats: dict | None = None
-        self.precompute_features = precompute_features  # False: the encoder runs every epoch
+        self.resumed_step: int | None = None
         self.resume_dir, self.keep_last = resume_dir, keep_last
         self.callbacks = list(callbacks or [])
         es = config.early_stopping
@@ -56,12 +103,14 @@ class TextClassificationRecipe:
         self.cb = CallbackList(self.callbacks)
 
     # -- setup -------------------------------------------------------------------------------
-    def setup(self, train_x: list, train_labels: list[int], val_x: list,
-              val_labels: list[int]) -> None:
-        """Prepare the data once and build the model, optimizer and schedule."""
+    def setup(self, resume_from: Path | None = None) -> None:
+        """Prepare the data once and build the model, optimizer and schedule; with resume_from
+        (a resume checkpoint written by an earlier attempt of the same run), continue from it."""
         seed_everything(self.cfg.seed)
         hp, device = self.cfg.hyperparameters, torch.device(self.cfg.device)
-        self.model = self._prepare(train_x, train_labels, val_x, val_labels).to(device)
+        self.model = self.task.prepare(self.cfg, self.splits.train,
+                                       self.splits.validation).to(device)
+        self.feature_stats = self.task.feature_stats
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():
             if p.requires_grad:
@@ -69,7 +118,7 @@ class TextClassificationRecipe:
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": hp["weight_decay"]},
              {"params": no_decay, "weight_decay": 0.0}], lr=hp["learning_rate"])
-        self.steps_per_epoch = math.ceil(len(self.train_data) / hp["batch_size"])
+        self.steps_per_epoch = math.ceil(len(self.splits.train_y) / hp["batch_size"])
         total = self.steps_per_epoch * hp["epochs"]
         self.scheduler = get_linear_schedule_with_warmup(
             self.optimizer, int(total * hp["warmup_ratio"]), total)
@@ -80,75 +129,14 @@ class TextClassificationRecipe:
         self._trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
         self._position: tuple = (1, 0, (0.0, 0))  # (epoch, next batch, running loss of epoch)
         self._best: tuple = (None, None, None)
-
-    # -- what differs between tasks: data, model, batches, export -----------------------------
-    def _prepare(self, train_x, train_labels, val_x, val_labels) -> torch.nn.Module:
-        """Tokenise every text once; the classifier with the method's weights set to train."""
-        hp = self.cfg.hyperparameters
-        self.tokenizer = load_tokenizer(self.base_dir)
-        self.pad_id = self.tokenizer.pad_token_id or 0
-        self.train_data = D.encode(self.tokenizer, train_x, train_labels, hp["max_length"])
-        self.val_data = D.encode(self.tokenizer, val_x, val_labels, hp["max_length"])
-        model = build_classifier(self.base_dir, self.cfg.labels, self.cfg.method, hp)
-        if self.cfg.method == "head" and self.precompute_features:
-            # The encoder is fixed: run it once per example, not once per example per epoch.
-            model.to(self.cfg.device)
-            self.train_data, self.val_data = self._featurize(model, self.train_data,
-                                                             self.val_data)
-        return model
-
-    @torch.no_grad()
-    def _featurize(self, model, *datasets: D.EncodedTexts) -> list[D.FeatureData]:
-        """Each example's pooled features, from the shared cache where it has them."""
-        t0 = time.perf_counter()
-        keys = [[example_key(ids) for ids in ds.input_ids] for ds in datasets]
-        cached = self.feature_cache.load(self.feature_namespace) if self.feature_cache else {}
-        todo = sorted({k: (d, i) for d, ks in enumerate(keys) for i, k in enumerate(ks)
-                       if k not in cached}.items(),  # similar lengths together: little padding
-                      key=lambda item: len(datasets[item[1][0]].input_ids[item[1][1]]))
-        model.eval()
-        computed: dict[str, torch.Tensor] = {}
-        bs = self.cfg.hp("eval_batch_size")
-        for b in range(0, len(todo), bs):
-            chunk = todo[b: b + bs]
-            inputs = D.collate([datasets[d].input_ids[i] for _, (d, i) in chunk], self.pad_id)
-            with autocast(self.cfg.device, train_autocast_dtype(self.cfg.device, self.cfg.precision)):
-                feats = model.features(**{k: v.to(self.cfg.device) for k, v in inputs.items()})
-            computed.update((k, f.float().cpu()) for (k, _), f in zip(chunk, feats, strict=True))
-        if self.feature_cache and computed:
-            self.feature_cache.store(self.feature_namespace, {**cached, **computed})
-        table = {**cached, **computed}
-        self.feature_stats = {"examples": sum(map(len, keys)), "computed": len(computed),
-                              "seconds": round(time.perf_counter() - t0, 2)}
-        return [D.FeatureData(torch.stack([table[k] for k in ks]) if ks else torch.empty(0),
-                              ds.labels) for ks, ds in zip(keys, datasets, strict=True)]
-
-    def _epoch_batches(self, epoch: int) -> list[list[int]]:
-        """This epoch's training batches (example indices); length-bucketed for token ids."""
-        hp, data = self.cfg.hyperparameters, self.train_data
-        lengths = ([len(x) for x in data.input_ids]
-                   if isinstance(data, D.EncodedTexts) and hp.get("length_bucketing") else None)
-        return D.epoch_batches(len(data), hp["batch_size"], self.cfg.seed, epoch, lengths)
-
-    def _eval_batches(self) -> list[list[int]]:
-        data, size = self.val_data, self.cfg.hp("eval_batch_size")
-        if isinstance(data, D.EncodedTexts):
-            return D.by_length([len(x) for x in data.input_ids], size)
-        return D.chunks(range(len(data)), size)
-
-    def _batches(self, data, batch_list, start: int = 0, train: bool = False):
-        if isinstance(data, D.FeatureData):
-            return D.feature_batches(data, batch_list, start)
-        return D.batches(data, batch_list, self.pad_id, start=start)
-
-    def _export(self, path: Path, extra: dict) -> None:
-        export(self.model, self.tokenizer, self.cfg.labels, path,
-               {**extra, "max_length": self.cfg.hp("max_length")})
+        self.resumed_step = None
+        if resume_from is not None:
+            self._resume(Path(resume_from))
 
     # -- train -------------------------------------------------------------------------------
     def train(self) -> TrainResult:
         """Run every epoch (or until a callback requests a stop); evaluate and checkpoint each.
-        After resume(), it continues from the saved step as if never interrupted."""
+        After setup(resume_from=…), it continues from the saved step as if never interrupted."""
         hp, state, control = self.cfg.hyperparameters, self.state, Control()
         loss_fn = torch.nn.CrossEntropyLoss()
         first_epoch, first_batch, (loss_sum, loss_n) = self._position
@@ -156,13 +144,11 @@ class TextClassificationRecipe:
         for epoch in range(first_epoch, hp["epochs"] + 1):
             state.epoch = epoch
             self.model.train()
-            epoch_batches = self._epoch_batches(epoch)
             batch_idx = first_batch if epoch == first_epoch else 0
             if epoch != first_epoch:
                 loss_sum, loss_n = 0.0, 0
             t0 = time.perf_counter()
-            for inputs, labels in self._batches(self.train_data, epoch_batches, start=batch_idx,
-                                                train=True):
+            for inputs, labels in self.task.train_batches(epoch, start=batch_idx):
                 inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
                 with autocast(self.cfg.device, self.autocast_dtype):
                     logits = self.model(**inputs)
@@ -217,11 +203,12 @@ class TextClassificationRecipe:
             position={"epoch": epoch, "batch": batch, "loss_sum": loss_sum, "loss_n": loss_n})
         self.cb.on_resume_saved(self.state, path)
 
-    def resume(self, path: Path) -> None:
+    def _resume(self, path: Path) -> None:
         """Continue from a resume checkpoint written by an earlier attempt of the same run."""
         self.state, pos = checkpointing.load(path, model=self.model, optimizer=self.optimizer,
                                              scheduler=self.scheduler)
         self._position = (pos["epoch"], pos["batch"], (pos["loss_sum"], pos["loss_n"]))
+        self.resumed_step = self.state.step
 
     def _is_better(self, metrics: dict) -> bool:
         name = self.cfg.select_checkpoint_by
@@ -237,18 +224,17 @@ class TextClassificationRecipe:
     def evaluate(self) -> tuple[dict, dict]:
         """Validation loss, accuracy, macro-F1 (metrics) and the full report."""
         self.model.eval()
-        batch_list = self._eval_batches()
-        loss_sum, preds = 0.0, [0] * len(self.val_data)
-        for idx, (inputs, labels) in zip(batch_list, self._batches(self.val_data, batch_list),
-                                         strict=True):
+        val_y = self.splits.val_y
+        loss_sum, preds = 0.0, [0] * len(val_y)
+        for idx, inputs, labels in self.task.eval_batches():
             with autocast(self.cfg.device, self.autocast_dtype):
                 logits = self.model(**{k: v.to(self.device) for k, v in inputs.items()})
             loss_sum += torch.nn.functional.cross_entropy(
                 logits.float(), labels.to(self.device), reduction="sum").item()
             for i, p in zip(idx, logits.argmax(-1).tolist(), strict=True):
                 preds[i] = p
-        report = classification_report(self.val_data.labels, preds, self.cfg.labels)
-        n = max(len(self.val_data), 1)
+        report = classification_report(val_y, preds, self.cfg.labels)
+        n = max(len(val_y), 1)
         metrics = {"val_loss": loss_sum / n, "val_accuracy": report["accuracy"],
                    "val_macro_f1": report["macro_f1"]}
         return metrics, report
@@ -257,52 +243,14 @@ class TextClassificationRecipe:
     def save_checkpoint(self) -> Path:
         """Export the current weights as a loadable directory under work_dir."""
         path = self.work_dir / f"step-{self.state.step:08d}"
-        self._export(path, {"method": self.cfg.method, "step": self.state.step,
-                            "epoch": self.state.epoch})
+        self.task.export(self.model, path, {"method": self.cfg.method, "step": self.state.step,
+                                            "epoch": self.state.epoch})
         return path
 
     def cleanup(self) -> None:
-        """Drop the model and optimizer so a long-lived worker gives their memory back."""
-        for attr in ("model", "optimizer", "scheduler", "train_data", "val_data"):
+        """Drop the model, optimizer and the task's data so a long-lived worker gives their
+        memory back."""
+        for attr in ("model", "optimizer", "scheduler", "task", "splits"):
             self.__dict__.pop(attr, None)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-
-class ImageClassificationRecipe(TextClassificationRecipe):
-    """The same loop on images: a torchvision network, images read from the dataset's ZIP and
-    decoded in the training process (so augmentation draws from the saved RNG: resume is exact)."""
-
-    def __init__(self, config: TrainConfig, base_dir: Path, work_dir: Path, *args,
-                 architecture: str, weights_path: Path | None, zip_path: Path, **kwargs):
-        super().__init__(config, base_dir, work_dir, *args, **kwargs)
-        self.architecture, self.weights_path, self.zip_path = architecture, weights_path, zip_path
-
-    def _prepare(self, train_x, train_labels, val_x, val_labels) -> torch.nn.Module:
-        from app.ml import vision
-
-        hp = self.cfg.hyperparameters
-        self.pre = vision.Preprocess(hp["image_size"])
-        self.train_tf = self.pre.train_transform(bool(hp["augment"]), bool(hp["hflip"]))
-        self.eval_tf = self.pre.eval_transform()
-        self.train_data = D.MemberList(list(train_x), list(train_labels))
-        self.val_data = D.MemberList(list(val_x), list(val_labels))
-        state = vision.load_weights(self.weights_path) if self.weights_path else None
-        model = vision.VisionClassifier(self.architecture, len(self.cfg.labels), state)
-        return vision.apply_method(model, self.cfg.method, hp)
-
-    def _batches(self, data, batch_list, start: int = 0, train: bool = False):
-        import zipfile
-
-        from app.ml.vision import decode_image
-
-        tf = self.train_tf if train else self.eval_tf
-        with zipfile.ZipFile(self.zip_path) as zf:
-            for idx in batch_list[start:]:
-                pixels = torch.stack([tf(decode_image(zf.read(data.members[i]))) for i in idx])
-                yield {"pixel_values": pixels}, torch.tensor([data.labels[i] for i in idx])
-
-    def _export(self, path: Path, extra: dict) -> None:
-        from app.ml import vision
-
-        vision.export(self.model, self.cfg.labels, self.pre, path, extra)

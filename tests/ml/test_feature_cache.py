@@ -4,7 +4,8 @@ import torch
 
 from app.ml.config import TrainConfig, resolve_hyperparameters
 from app.ml.feature_cache import FeatureCache
-from app.ml.recipe import TextClassificationRecipe
+from app.ml.data import Splits
+from app.ml.recipe import BaseModelSpec, build_recipe
 from test_recipe import toy
 
 
@@ -12,9 +13,10 @@ def run(tiny_model, tmp_path, cache, seed=3, n=96):
     cfg = TrainConfig(method="head", labels=["bad", "good"], seed=seed,
                       hyperparameters=resolve_hyperparameters(
                           "head", {"epochs": 4, "batch_size": 8, "learning_rate": 1e-2}))
-    r = TextClassificationRecipe(cfg, tiny_model, tmp_path, feature_cache=cache,
-                                 feature_namespace="tiny@1")
-    r.setup(*toy(n, 1), *toy(32, 2))
+    r = build_recipe(cfg, BaseModelSpec("text-classification", tiny_model, namespace="tiny@1"),
+                     Splits(["bad", "good"], *toy(n, 1), *toy(32, 2)), work_dir=tmp_path,
+                     feature_cache=cache)
+    r.setup()
     r.train()
     return r
 

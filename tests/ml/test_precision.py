@@ -3,8 +3,7 @@ import torch
 
 from app.ml import precision
 from app.ml.config import TrainConfig, resolve_hyperparameters
-from app.ml.recipe import TextClassificationRecipe
-from test_recipe import toy  # the same separable toy texts
+from test_recipe import text_recipe, toy  # the same separable toy texts
 
 
 def test_auto_picks_bf16_only_where_the_hardware_computes_it(monkeypatch):
@@ -27,10 +26,8 @@ def test_a_bf16_autocast_run_learns_like_float32(tiny_model, tmp_path):
         cfg = TrainConfig(method="full", labels=["bad", "good"], seed=7, precision=name,
                           hyperparameters=resolve_hyperparameters(
                               "full", {"epochs": 3, "batch_size": 8, "learning_rate": 3e-3}))
-        recipe = TextClassificationRecipe(cfg, tiny_model, tmp_path / name)
-        tx, ty = toy(96, seed=1)
-        vx, vy = toy(32, seed=2)
-        recipe.setup(tx, ty, vx, vy)
+        recipe = text_recipe(cfg, tiny_model, tmp_path / name, toy(96, seed=1), toy(32, seed=2))
+        recipe.setup()
         assert recipe.autocast_dtype == (torch.bfloat16 if name == "bf16" else None)
         results[name] = recipe.train().state.history[-1]
     assert results["bf16"]["val_accuracy"] >= 0.9

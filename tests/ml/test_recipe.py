@@ -9,9 +9,9 @@ from transformers import AutoModel
 
 from app.ml.callbacks import Callback
 from app.ml.config import TrainConfig, resolve_hyperparameters
-from app.ml.data import stratified_split
+from app.ml.data import Splits, stratified_split
 from app.ml.modeling import load_exported
-from app.ml.recipe import TextClassificationRecipe
+from app.ml.recipe import BaseModelSpec, build_recipe
 
 POS = ["great", "wonderful", "brilliant", "superb", "delightful"]
 NEG = ["awful", "boring", "dull", "terrible", "tedious"]
@@ -27,15 +27,21 @@ def toy(n: int, seed: int) -> tuple[list[str], list[int]]:
     return texts, labels
 
 
+def text_recipe(cfg, tiny_model, work_dir, train, validation, **kwargs):
+    """The recipe as the worker builds it, on the tiny text model; (texts, labels) per side."""
+    splits = Splits(list(cfg.labels), *train, *validation)
+    return build_recipe(cfg, BaseModelSpec("text-classification", tiny_model), splits,
+                        work_dir=work_dir, **kwargs)
+
+
 def make_recipe(tiny_model, tmp_path, method="full", seed=7, callbacks=None, **hp):
     cfg = TrainConfig(method=method, labels=["bad", "good"], seed=seed,
                       hyperparameters=resolve_hyperparameters(
                           method, {"epochs": 3, "batch_size": 8, "learning_rate": 3e-3, **hp}),
                       )
-    recipe = TextClassificationRecipe(cfg, tiny_model, tmp_path, callbacks)
-    tx, ty = toy(96, seed=1)
-    vx, vy = toy(32, seed=2)
-    recipe.setup(tx, ty, vx, vy)
+    recipe = text_recipe(cfg, tiny_model, tmp_path, toy(96, seed=1), toy(32, seed=2),
+                         callbacks=callbacks or ())
+    recipe.setup()
     return recipe
 
 
@@ -128,8 +134,8 @@ def test_early_stopping_stops_when_the_metric_stalls(tiny_model, tmp_path):
                       hyperparameters=resolve_hyperparameters(
                           "full", {"epochs": 8, "batch_size": 8, "learning_rate": 1e-7}),
                       early_stopping={"metric": "val_accuracy", "patience": 1})
-    recipe = TextClassificationRecipe(cfg, tiny_model, tmp_path)
-    recipe.setup(*toy(32, 1), *toy(16, 2))
+    recipe = text_recipe(cfg, tiny_model, tmp_path, toy(32, 1), toy(16, 2))
+    recipe.setup()
     result = recipe.train()
     # At a learning rate of 1e-7 accuracy cannot move: stop after epoch 1 + patience.
     assert result.stop_reason == "early_stopping"

@@ -1,0 +1,196 @@
+"""Task components: what differs between text and image classification (data, model, batches,
+export), plugged into the one training loop of app.ml.recipe.Recipe.
+
+A task implements `Task`: `prepare` builds the model and prepares the data once; then
+`train_batches(epoch, start)` yields an epoch's (inputs, labels) from batch `start` on (a function
+of (seed, epoch) only, so a resumed run replays the same order), `eval_batches()` yields
+(example indices, inputs, labels) covering the validation set once, and `export` writes a loadable
+checkpoint directory.
+"""
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from app.ml import data as D
+from app.ml import modeling, vision
+from app.ml.config import TrainConfig
+from app.ml.feature_cache import FeatureCache, example_key
+from app.ml.precision import autocast, train_autocast_dtype
+
+Batch = tuple[dict[str, torch.Tensor], torch.Tensor]          # (model inputs, label indices)
+EvalBatch = tuple[list[int], dict[str, torch.Tensor], torch.Tensor]  # + example indices
+
+
+class Task(Protocol):
+    feature_stats: dict | None  # what precomputing features cost (text `head`), else None
+
+    def prepare(self, cfg: TrainConfig, train: D.Examples,
+                validation: D.Examples) -> torch.nn.Module:
+        """Prepare the data once; the model with the method's weights set to train (on CPU)."""
+
+    def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """The epoch's training batches, from batch index `start` on."""
+
+    def eval_batches(self) -> Iterator[EvalBatch]:
+        """Every validation example once: (their indices, inputs, labels) per batch."""
+
+    def export(self, model: torch.nn.Module, path: Path, extra: dict) -> None:
+        """Write the model as a self-contained checkpoint directory."""
+
+
+# -- text ---------------------------------------------------------------------------------------
+@dataclass
+class _Tokens:
+    """Token ids, padded per batch; batches can be length-bucketed."""
+
+    data: D.EncodedTexts
+    pad_id: int
+
+    def lengths(self) -> list[int]:
+        return [len(x) for x in self.data.input_ids]
+
+    def batches(self, batch_list: list[list[int]], start: int = 0) -> Iterator[Batch]:
+        return D.batches(self.data, batch_list, self.pad_id, start=start)
+
+
+@dataclass
+class _Features:
+    """Frozen-encoder features, one row per example: no lengths to bucket by."""
+
+    data: D.FeatureData
+
+    def lengths(self) -> None:
+        return None
+
+    def batches(self, batch_list: list[list[int]], start: int = 0) -> Iterator[Batch]:
+        return D.feature_batches(self.data, batch_list, start)
+
+
+class TextTask:
+    """A transformers encoder + head on texts: each text tokenised once, length-bucketed training
+    batches; for method `head` (with precompute_features) the frozen encoder runs once per
+    example, its pooled features shared across jobs through the FeatureCache."""
+
+    def __init__(self, model_dir: Path, *, feature_cache: FeatureCache | None = None,
+                 feature_namespace: str = "", precompute_features: bool = True):
+        self.model_dir = Path(model_dir)
+        self.feature_cache = feature_cache
+        self.feature_namespace = feature_namespace or str(self.model_dir)
+        self.precompute_features = precompute_features  # False: the encoder runs every epoch
+        self.feature_stats: dict | None = None
+
+    def prepare(self, cfg: TrainConfig, train: D.Examples,
+                validation: D.Examples) -> torch.nn.Module:
+        """Tokenise every text once; the batch source (token ids or features) is chosen here."""
+        self.cfg, hp = cfg, cfg.hyperparameters
+        self.tokenizer = modeling.load_tokenizer(self.model_dir)
+        self.pad_id = self.tokenizer.pad_token_id or 0
+        train_ids = D.encode(self.tokenizer, train.inputs, train.labels, hp["max_length"])
+        val_ids = D.encode(self.tokenizer, validation.inputs, validation.labels, hp["max_length"])
+        model = modeling.build_classifier(self.model_dir, cfg.labels, cfg.method, hp)
+        if cfg.method == "head" and self.precompute_features:
+            # The encoder is fixed: run it once per example, not once per example per epoch.
+            model.to(cfg.device)
+            train_f, val_f = self._featurize(model, train_ids, val_ids)
+            self._train, self._val = _Features(train_f), _Features(val_f)
+        else:
+            self._train, self._val = _Tokens(train_ids, self.pad_id), _Tokens(val_ids, self.pad_id)
+        self._n_train = len(train_ids)
+        self._train_lengths = self._train.lengths() if hp.get("length_bucketing") else None
+        val_lengths, size = self._val.lengths(), hp["eval_batch_size"]
+        self._eval_list = (D.by_length(val_lengths, size) if val_lengths is not None
+                           else D.chunks(range(len(val_ids)), size))
+        return model
+
+    @torch.no_grad()
+    def _featurize(self, model, *datasets: D.EncodedTexts) -> list[D.FeatureData]:
+        """Each example's pooled features, from the shared cache where it has them."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        keys = [[example_key(ids) for ids in ds.input_ids] for ds in datasets]
+        cached = self.feature_cache.load(self.feature_namespace) if self.feature_cache else {}
+        todo = sorted({k: (d, i) for d, ks in enumerate(keys) for i, k in enumerate(ks)
+                       if k not in cached}.items(),  # similar lengths together: little padding
+                      key=lambda item: len(datasets[item[1][0]].input_ids[item[1][1]]))
+        model.eval()
+        computed: dict[str, torch.Tensor] = {}
+        bs = cfg.hp("eval_batch_size")
+        for b in range(0, len(todo), bs):
+            chunk = todo[b: b + bs]
+            inputs = D.collate([datasets[d].input_ids[i] for _, (d, i) in chunk], self.pad_id)
+            with autocast(cfg.device, train_autocast_dtype(cfg.device, cfg.precision)):
+                feats = model.features(**{k: v.to(cfg.device) for k, v in inputs.items()})
+            computed.update((k, f.float().cpu()) for (k, _), f in zip(chunk, feats, strict=True))
+        if self.feature_cache and computed:
+            self.feature_cache.store(self.feature_namespace, {**cached, **computed})
+        table = {**cached, **computed}
+        self.feature_stats = {"examples": sum(map(len, keys)), "computed": len(computed),
+                              "seconds": round(time.perf_counter() - t0, 2)}
+        return [D.FeatureData(torch.stack([table[k] for k in ks]) if ks else torch.empty(0),
+                              ds.labels) for ks, ds in zip(keys, datasets, strict=True)]
+
+    def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        hp = self.cfg.hyperparameters
+        batch_list = D.epoch_batches(self._n_train, hp["batch_size"], self.cfg.seed, epoch,
+                                     self._train_lengths)
+        return self._train.batches(batch_list, start)
+
+    def eval_batches(self) -> Iterator[EvalBatch]:
+        for idx, (inputs, labels) in zip(self._eval_list, self._val.batches(self._eval_list),
+                                         strict=True):
+            yield idx, inputs, labels
+
+    def export(self, model: torch.nn.Module, path: Path, extra: dict) -> None:
+        modeling.export(model, self.tokenizer, self.cfg.labels, path,
+                        {**extra, "max_length": self.cfg.hp("max_length")})
+
+
+# -- images -------------------------------------------------------------------------------------
+class ImageTask:
+    """A torchvision network on images read from the dataset's ZIP and decoded in the training
+    process (so augmentation draws from the saved RNG: resume is exact)."""
+
+    feature_stats = None
+
+    def __init__(self, architecture: str, weights_path: Path | None, images_zip: Path):
+        self.architecture, self.images_zip = architecture, Path(images_zip)
+        self.weights_path = Path(weights_path) if weights_path else None
+
+    def prepare(self, cfg: TrainConfig, train: D.Examples,
+                validation: D.Examples) -> torch.nn.Module:
+        self.cfg, hp = cfg, cfg.hyperparameters
+        self.pre = vision.Preprocess(hp["image_size"])
+        self.train_tf = self.pre.train_transform(bool(hp["augment"]), bool(hp["hflip"]))
+        self.eval_tf = self.pre.eval_transform()
+        self.train_data = D.MemberList(list(train.inputs), list(train.labels))
+        self.val_data = D.MemberList(list(validation.inputs), list(validation.labels))
+        self._eval_list = D.chunks(range(len(self.val_data)), hp["eval_batch_size"])
+        state = vision.load_weights(self.weights_path) if self.weights_path else None
+        model = vision.VisionClassifier(self.architecture, len(cfg.labels), state)
+        return vision.apply_method(model, cfg.method, hp)
+
+    def _batches(self, data: D.MemberList, batch_list: list[list[int]], start: int,
+                 tf) -> Iterator[Batch]:
+        with zipfile.ZipFile(self.images_zip) as zf:
+            for idx in batch_list[start:]:
+                pixels = torch.stack([tf(vision.decode_image(zf.read(data.members[i])))
+                                      for i in idx])
+                yield {"pixel_values": pixels}, torch.tensor([data.labels[i] for i in idx])
+
+    def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        batch_list = D.epoch_batches(len(self.train_data), self.cfg.hp("batch_size"),
+                                     self.cfg.seed, epoch)
+        return self._batches(self.train_data, batch_list, start, self.train_tf)
+
+    def eval_batches(self) -> Iterator[EvalBatch]:
+        for idx, (inputs, labels) in zip(self._eval_list, self._batches(
+                self.val_data, self._eval_list, 0, self.eval_tf), strict=True):
+            yield idx, inputs, labels
+
+    def export(self, model: torch.nn.Module, path: Path, extra: dict) -> None:
+        vision.export(model, self.cfg.labels, self.pre, path, extra)
