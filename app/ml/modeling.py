@@ -118,7 +118,7 @@ def apply_method(model: TextClassifier, method: str, hp: dict) -> TextClassifier
         for block in list(blocks)[-hp["unfreeze_layers"]:]:
             block.requires_grad_(True)
     elif method == "lora":
-        # peft only for lora: its import (~2 s) would slow every other job and the API.
+        # deferred: peft only for lora — its import (~2 s) would slow every other job and the API.
         from peft import LoraConfig, get_peft_model
 
         cfg = LoraConfig(r=hp["lora_rank"], lora_alpha=hp["lora_alpha"],
