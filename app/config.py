@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     max_unzipped_bytes: int = 8 << 30
     # Predict: most inputs in one request.
     max_predict_inputs: int = 256
+    # Images (dataset ZIP members and predict inputs): most pixels in one image, checked from its
+    # header before it is decoded (40 MP is the ceiling whatever this says); and most pixels in
+    # all the images of one predict request together.
+    max_image_pixels: int = Field(default=25_000_000, ge=1)
+    max_predict_pixels: int = Field(default=64_000_000, ge=1)
     # Fine-tuned models kept loaded in the API process (LRU): at most this many, and at most this
     # many bytes of weights (the most recently used model always stays).
     model_cache_size: int = Field(default=4, ge=1)
