@@ -18,6 +18,9 @@ class WebhookDispatcher(threading.Thread):
     def run(self) -> None:
         settings = get_settings()
         sender = dispatcher.Dispatcher(settings)
+        if settings.webhook_allow_private and settings.auth_enabled:
+            log.warning("ADAPT_WEBHOOK_ALLOW_PRIVATE is ignored: auth is on, so webhooks to "
+                        "loopback and private addresses are refused")
         while not self.stopped.is_set():
             outbox.wakeup.clear()  # a wake-up set while sending is kept for the next wait
             try:

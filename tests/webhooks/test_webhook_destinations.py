@@ -13,7 +13,8 @@ import httpcore
 import pytest
 from sqlalchemy import delete
 
-from app.config import get_settings
+from app import serve
+from app.config import Settings, get_settings
 from app.db import session_scope
 from app.ids import new_id
 from app.keys import service as keys
@@ -244,3 +245,30 @@ def test_the_deliveries_endpoint_shows_only_the_category(client, acme, no_connec
     assert (d["attempts"], d["last_status_code"], d["last_error"]) == (1, None,
                                                                       "destination_refused")
     assert client.delete(f"/v1/webhooks/{hook['id']}", headers=acme).status_code == 200
+
+
+def test_the_worker_agrees_with_the_api_on_single_user_mode(monkeypatch):
+    """adapt-serve hands its bind host to the worker it starts: with ADAPT_AUTH=auto on
+    127.0.0.1 both are single-user (ADAPT_WEBHOOK_ALLOW_PRIVATE counts), on 0.0.0.0 neither."""
+    seen = {}
+    monkeypatch.delenv("ADAPT_BIND_HOST", raising=False)  # restored after the test
+    monkeypatch.setattr(get_settings(), "bind_host", get_settings().bind_host)
+    monkeypatch.setattr(get_settings(), "auth", "auto")
+    monkeypatch.setattr(serve.uvicorn, "run", lambda *a, **k: None)
+
+    class Worker:
+        def __init__(self, *args, **kwargs):
+            seen["worker"] = Settings(_env_file=None)  # what the worker reads: the environment
+
+        def send_signal(self, sig):
+            pass
+
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(serve.subprocess, "Popen", Worker)
+    monkeypatch.setenv("ADAPT_AUTH", "auto")
+    serve.main(["--host", "127.0.0.1"])
+    assert destination.allow_private(seen["worker"])
+    serve.main(["--host", "0.0.0.0"])
+    assert not destination.allow_private(seen["worker"])
