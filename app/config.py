@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     max_unzipped_bytes: int = 8 << 30
     # Predict: most inputs in one request.
     max_predict_inputs: int = 256
+    # Images (dataset ZIP members and predict inputs): most pixels in one image, checked from its
+    # header before it is decoded (40 MP is the ceiling whatever this says); and most pixels in
+    # all the images of one predict request together.
+    max_image_pixels: int = Field(default=25_000_000, ge=1)
+    max_predict_pixels: int = Field(default=64_000_000, ge=1)
     # Fine-tuned models kept loaded in the API process (LRU): at most this many, and at most this
     # many bytes of weights (the most recently used model always stays).
     model_cache_size: int = Field(default=4, ge=1)
@@ -92,13 +97,21 @@ class Settings(BaseSettings):
 
     # Webhooks (sent by the workers): attempts per delivery before it is marked failed; the wait
     # before retry n is webhook_backoff_s * 2^(n-1) seconds, at most webhook_backoff_max_s; each
-    # POST gives up after webhook_timeout_s seconds; an idle dispatcher looks for due deliveries
+    # POST (resolving, connecting, sending, waiting for the answer) gives up after webhook_timeout_s
+    # seconds in all; an idle dispatcher looks for due deliveries
     # every webhook_poll_s seconds.
     webhook_max_attempts: int = Field(default=10, ge=1)
     webhook_backoff_s: float = Field(default=5.0, ge=0)
     webhook_backoff_max_s: float = Field(default=600.0, ge=0)
     webhook_timeout_s: float = Field(default=5.0, gt=0)
     webhook_poll_s: float = Field(default=1.0, gt=0)
+    # Whether webhooks may go to loopback / private / link-local addresses. Honoured only in
+    # single-user mode (auth off); with keys on, such destinations are always refused.
+    webhook_allow_private: bool = False
+    # Deliveries sent at once by one worker, and at most this many of them to one endpoint (a
+    # slow endpoint holds only its own slots).
+    webhook_parallel: int = Field(default=8, ge=1)
+    webhook_parallel_per_endpoint: int = Field(default=2, ge=1)
     # Webhook endpoints one tenant may register (each job end is sent to every matching one).
     max_webhooks_per_tenant: int = Field(default=20, ge=1)
 

@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> None:
         log.info("API keys required (create one: adapt-admin keys create --tenant NAME)")
     else:
         log.info("auth is off: single-user mode, bound to %s only", args.host)
+    # The worker started below reads the same bind host, so it agrees with the API on whether
+    # this is single-user mode (e.g. for ADAPT_WEBHOOK_ALLOW_PRIVATE).
+    os.environ["ADAPT_BIND_HOST"] = args.host
     worker = None if args.no_worker else subprocess.Popen(worker_command(),
                                                           preexec_fn=_die_with_parent)
     try:

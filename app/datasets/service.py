@@ -1,4 +1,5 @@
 """Datasets: stream the upload to storage while hashing, validate, then record it."""
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -82,7 +83,8 @@ def _validate(staged: StagedUpload, fmt: str, text_column: str, label_column: st
 
 def _summarize_images(path: Path, settings: Settings) -> parsing.Summary:
     found = images.inspect_zip(path, images.ZipLimits(
-        max_members=settings.max_rows, max_total_bytes=settings.max_unzipped_bytes), decode_image)
+        max_members=settings.max_rows, max_total_bytes=settings.max_unzipped_bytes),
+        partial(decode_image, max_pixels=settings.max_image_pixels))
     if len(found.class_counts) > settings.max_labels:
         raise parsing.DatasetInvalid(f"The ZIP has more than {settings.max_labels} classes.")
     return parsing.Summary(num_examples=len(found.members), class_counts=found.class_counts)

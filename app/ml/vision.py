@@ -172,14 +172,40 @@ class Preprocess:
         return T.Compose(steps)
 
 
-def decode_image(data: bytes) -> Image.Image:
-    """Decode (and fully load) an image as RGB; raises ValueError for anything unreadable."""
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the image's header, without decoding its pixels; ValueError for
+    anything unreadable or above the absolute ceiling (MAX_PIXELS)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:  # lazy: reads the header only
+                return img.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ValueError(f"image too large ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for corrupt input
+        raise ValueError(f"not a readable image ({exc.__class__.__name__})") from None
+
+
+def check_pixels(width: int, height: int, max_pixels: int) -> None:
+    """ValueError naming the size when width × height is above max_pixels."""
+    if width * height > max_pixels:
+        raise ValueError(f"image too large: {width}×{height} is {width * height / 1e6:.1f} "
+                         f"megapixels, at most {max_pixels / 1e6:g} are accepted")
+
+
+def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode (and fully load) an image as RGB; raises ValueError for anything unreadable or
+    larger than max_pixels (checked from the header, before any pixel is decoded; MAX_PIXELS is
+    the ceiling whatever max_pixels says)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
+            check_pixels(*img.size, min(max_pixels, MAX_PIXELS))
             img.load()
             return img.convert("RGB")
+    except ValueError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ValueError(f"image too large ({exc})") from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for corrupt input

@@ -8,7 +8,7 @@ from app.config import Settings
 from app.errors import InvalidInput
 from app.ids import new_id
 from app.jobs import repository as jobs
-from app.ml.vision import decode_image
+from app.ml.vision import check_pixels, decode_image, image_size
 from app.models import Checkpoint, Model
 from app.models_api import repository
 from app.models_api.inference import model_cache
@@ -50,17 +50,35 @@ def delete(session: Session, tenant: str, model_id: str) -> Model:
     return model
 
 
-def _check_inputs(model: Model, inputs: list) -> list:
-    """Texts for a text model; decoded images (from base64 or uploaded bytes) for an image one."""
+def _check_inputs(model: Model, inputs: list, settings: Settings) -> list:
+    """Texts for a text model; decoded images (from base64 or uploaded bytes) for an image one.
+    Every image's size is read from its header and checked (per image, and for the request as
+    a whole) before any of them is decoded."""
     if model.task == "text-classification":
         if any(not isinstance(t, str) or not t.strip() for t in inputs):
             raise InvalidInput("Every input must be a non-empty string.", param="inputs")
         return inputs
-    decoded = []
+    raws, total = [], 0
     for i, item in enumerate(inputs):
         raw = item if isinstance(item, bytes) else _b64(getattr(item, "image_base64", None), i)
         try:
-            decoded.append(decode_image(raw))
+            width, height = image_size(raw)
+            check_pixels(width, height, settings.max_image_pixels)
+        except ValueError as exc:
+            code = "image_too_large" if "too large" in str(exc) else None
+            raise InvalidInput(f"Input {i}: {exc}.", param=f"inputs.{i}", code=code) from None
+        total += width * height
+        if total > settings.max_predict_pixels:
+            raise InvalidInput(
+                f"Input {i}: the images up to this one hold {total / 1e6:.1f} megapixels; one "
+                f"predict request may hold at most {settings.max_predict_pixels / 1e6:g} "
+                "(send fewer or smaller images per request).", param=f"inputs.{i}",
+                code="too_many_pixels")
+        raws.append(raw)
+    decoded = []
+    for i, raw in enumerate(raws):
+        try:
+            decoded.append(decode_image(raw, settings.max_image_pixels))
         except ValueError as exc:
             raise InvalidInput(f"Input {i}: {exc}.", param=f"inputs.{i}") from None
     return decoded
@@ -86,7 +104,7 @@ def prepare_predict(session: Session, storage: LocalStorage, settings: Settings,
     if len(inputs) > settings.max_predict_inputs:
         raise InvalidInput(f"At most {settings.max_predict_inputs} inputs per request; got "
                            f"{len(inputs)}.", param="inputs", code="too_many_inputs")
-    inputs = _check_inputs(model, inputs)
+    inputs = _check_inputs(model, inputs, settings)
     ckpt = repository.checkpoint_of(session, model)
     predictor = model_cache().get(model.id, storage.local_path(ckpt.storage_key))
     return predictor, inputs, top_k or min(len(predictor.labels), 5)

@@ -5,9 +5,11 @@ import io
 import os
 import pickle
 import random
+import time
 import zipfile
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 import torchvision
@@ -138,6 +140,52 @@ def test_mobilenet_head_learns_digits_and_predicts_base64_and_multipart(client, 
 def test_bad_images_for_predict_are_422(client, digits_model, inputs, param):
     res = client.post(f"/v1/models/{digits_model['model']}/predict", json={"inputs": inputs})
     assert res.status_code == 422 and res.json()["error"]["param"] == param, res.text
+
+
+def flat_png(width: int, height: int, mode: str = "1") -> bytes:
+    """A large-dimension image in a tiny file: a flat 1-bit image compresses ~1000:1."""
+    out = io.BytesIO()
+    Image.new(mode, (width, height)).save(out, format="PNG", optimize=False)
+    return out.getvalue()
+
+
+def test_huge_images_are_refused_from_their_header_before_decoding(client, digits_model):
+    """16 PNGs of 39 megapixels (a few KB each): refused at once, nothing decoded."""
+    big = flat_png(6245, 6245)
+    assert len(big) < 100_000
+    files = [("files", (f"{i}.png", big, "image/png")) for i in range(16)]
+    rss = psutil.Process().memory_info().rss
+    t0 = time.monotonic()
+    res = client.post(f"/v1/models/{digits_model['model']}/predict", files=files)
+    elapsed = time.monotonic() - t0
+    grew = psutil.Process().memory_info().rss - rss
+    assert res.status_code == 422, res.text
+    err = res.json()["error"]
+    assert (err["code"], err["param"]) == ("image_too_large", "inputs.0"), err
+    assert "6245×6245" in err["message"] and "megapixels" in err["message"], err
+    assert elapsed < 2, elapsed
+    assert grew < 64 << 20, f"RSS grew {grew >> 20} MiB"  # one decoded image alone is 117 MiB
+
+
+def test_a_predict_request_has_a_pixel_budget(client, digits_model):
+    """Each image under the per-image cap, all of them together over the request's budget."""
+    img = flat_png(2100, 2100)  # 4.4 MP; 16 of them are 70.6 MP > 64 MP
+    files = [("files", (f"{i}.png", img, "image/png")) for i in range(16)]
+    t0 = time.monotonic()
+    res = client.post(f"/v1/models/{digits_model['model']}/predict", files=files)
+    assert res.status_code == 422, res.text
+    assert time.monotonic() - t0 < 2
+    err = res.json()["error"]
+    assert (err["code"], err["param"]) == ("too_many_pixels", "inputs.14"), err
+    assert "64 (send fewer" in err["message"], err
+
+
+def test_a_dataset_image_above_the_pixel_cap_is_named(client):
+    res = client.post("/v1/datasets", files={"file": ("big.zip", zip_bytes(
+        {"a/ok.png": png(), "b/huge.png": flat_png(6000, 5000)}))})
+    assert res.status_code == 422, res.text
+    err = res.json()["error"]
+    assert "b/huge.png" in err["message"] and "30.0 megapixels" in err["message"], err
 
 
 def test_image_checkpoint_loads_with_torchvision_as_it_is(client, digits_model, tmp_path):
