@@ -3,11 +3,11 @@ record the outcome. Every status change goes through app.jobs.lifecycle; transie
 re-queue with backoff, deterministic ones fail at once with a clear error."""
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
+from app import janitor
 from app.config import get_settings
 from app.datasets.parsing import DatasetInvalid
 from app.jobs import lifecycle
@@ -45,7 +45,8 @@ def _run_job(job_id: str, worker_id: str) -> None:
                        "attempts that made no progress (see the job's events).")
         return
     lease = Lease(job_id, attempt, settings.lease_s).start()
-    work_dir = Path(tempfile.mkdtemp(prefix=f"{job_id}-"))
+    # under the data dir, named for this process: the janitor removes it if the worker dies
+    work_dir = janitor.owned_dir(settings.data_dir / "work", f"{job_id}-")
     try:
         _record(job_id, attempt, _train(job_id, lease, work_dir))
     except JobFailed as exc:
