@@ -79,8 +79,8 @@ class Settings(BaseSettings):
 
     # Reliability. A running job holds a lease that its worker renews every lease_s / 4 seconds;
     # when it lapses (worker killed, machine gone) the job is re-queued and resumed elsewhere: a
-    # dead worker's job is picked up within lease_s + reconcile_interval_s (12 s by default).
-    lease_s: float = Field(default=10.0, gt=0)
+    # dead worker's job is picked up within lease_s + reconcile_interval_s (10 s by default).
+    lease_s: float = Field(default=8.0, gt=0)
     # Resume checkpoints: every N optimizer steps (0 = off) and/or every M seconds, plus one at
     # each epoch end; the newest K are kept. Work lost to a kill is at most one interval.
     checkpoint_every_steps: int = 0

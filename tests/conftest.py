@@ -125,7 +125,8 @@ class WorkerProcess:
         self.extra_env: dict[str, str | None] = dict(extra_env or {})
         self.start()
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
+        """Start the process; with wait, return once it is ready for tasks."""
         from app.serve import worker_command
 
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
@@ -136,6 +137,8 @@ class WorkerProcess:
         self.proc = subprocess.Popen(worker_command(), cwd=ROOT, stdout=log,
                                      stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + 90
+        if not wait:
+            return
         while "ready." not in self.log_path.read_text()[offset:]:
             if self.proc.poll() is not None or time.time() > deadline:
                 raise RuntimeError("worker did not start:\n" + self.log_path.read_text()[-3000:])
