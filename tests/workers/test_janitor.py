@@ -2,9 +2,12 @@
 removed by one janitor pass (past the grace period); a live owner's are kept; empty dataset
 directories (refused or deleted datasets) go too."""
 import os
+import shutil
 import subprocess
 import sys
 import time
+
+from helpers import toy_csv
 
 from app import janitor
 from app.config import get_settings
@@ -54,9 +57,22 @@ def test_one_pass_removes_what_dead_processes_left_and_keeps_the_living(client):
     assert {stale_upload, stale_work, empty_ds} <= set(swept)
     for gone in (stale_upload, stale_work, empty_ds):
         assert not gone.exists(), gone
-    for kept in (young, live_upload, live_work, kept_ds):
-        assert kept.exists(), kept
-    assert janitor.sweep(data) == []  # nothing left to do
+    try:
+        for kept in (young, live_upload, live_work, kept_ds):
+            assert kept.exists(), kept
+        assert janitor.sweep(data) == []  # nothing left to do
+    finally:
+        for p in (young, live_upload, live_work, kept_ds.parent):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def test_a_deleted_datasets_directory_goes_too(client):
+    ds = client.post("/v1/datasets", files={"file": ("j.csv", toy_csv(8))}).json()
+    assert client.delete(f"/v1/datasets/{ds['id']}").status_code == 200
+    [left] = (get_settings().data_dir / "blobs" / "datasets").glob(f"*/{ds['id']}")
+    assert not any(left.iterdir())  # the file is gone, its directory stayed behind
+    assert left not in janitor.sweep(get_settings().data_dir)  # too young yet
+    assert left in janitor.sweep(get_settings().data_dir, grace_s=0) and not left.exists()
 
 
 def test_a_recycled_pid_is_not_the_owner():
