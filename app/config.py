@@ -83,16 +83,19 @@ class Settings(BaseSettings):
     torch_threads: int = 0
 
     # Reliability. A running job holds a lease that its worker renews every lease_s / 4 seconds;
-    # when it lapses (worker killed, machine gone) the job is re-queued and resumed elsewhere.
-    lease_s: float = 60.0
+    # when it lapses (worker killed, machine gone) the job is re-queued and resumed elsewhere: a
+    # dead worker's job is picked up within lease_s + reconcile_interval_s (10 s by default).
+    lease_s: float = Field(default=8.0, gt=0)
     # Resume checkpoints: every N optimizer steps (0 = off) and/or every M seconds, plus one at
     # each epoch end; the newest K are kept. Work lost to a kill is at most one interval.
     checkpoint_every_steps: int = 0
     checkpoint_every_s: float = 300.0
     keep_last_checkpoints: int = Field(default=2, ge=1)
     # Seconds between the worker's maintenance passes: expired leases, lost queue messages.
-    reconcile_interval_s: float = 15.0
-    # Attempts before a job that keeps dying (or keeps meeting transient errors) fails for good.
+    reconcile_interval_s: float = Field(default=2.0, gt=0)
+    # Attempts without progress (the worker died, or met a transient error, before saving a resume
+    # checkpoint past where it started) before a job fails for good; attempts that made progress
+    # don't count.
     max_attempts: int = Field(default=5, ge=1)
 
     # Webhooks (sent by the workers): attempts per delivery before it is marked failed; the wait

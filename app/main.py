@@ -5,8 +5,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app import errors, ops, queue
+from app import errors, janitor, ops, queue
 from app.base_models.endpoints import router as base_models_router
+from app.config import get_settings
 from app.dashboard import endpoints as dashboard
 from app.datasets import fast_csv
 from app.datasets.endpoints import router as datasets_router
@@ -24,7 +25,9 @@ from app.webhooks.endpoints import router as webhooks_router
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Create what every request shares before the first one; release it at shutdown (loaded
-    models and their batcher threads, broker connections, pooled database connections)."""
+    models and their batcher threads, broker connections, pooled database connections). Leftovers
+    of API processes that died (partial uploads in the staging dir) are removed first."""
+    janitor.sweep(get_settings().data_dir)
     fast_csv.warm_up()
     app.state.engine, app.state.producer = get_engine(), queue.producer()
     app.state.model_cache = model_cache()

@@ -5,6 +5,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from app import janitor
 from app.config import get_settings
 
 
@@ -34,7 +35,9 @@ class LocalStorage:
         return path
 
     def staging_dir(self) -> Path:
-        return Path(tempfile.mkdtemp(dir=self.root / "tmp"))
+        """A new directory in <root>/tmp named for this process: app.janitor removes it when
+        the process died before it was moved or cleaned up."""
+        return janitor.owned_dir(self.root / "tmp")
 
     def put_file(self, key: str, src: Path) -> int:
         dest = self.local_path(key)

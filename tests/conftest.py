@@ -122,21 +122,26 @@ def client(environment):
 class WorkerProcess:
     """A real Celery worker process (solo pool), as `adapt-serve` starts it; restartable."""
 
-    def __init__(self, log_path: Path):
+    def __init__(self, log_path: Path, extra_env: dict[str, str | None] | None = None):
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
-        self.extra_env: dict[str, str] = {}
+        self.extra_env: dict[str, str | None] = dict(extra_env or {})
         self.start()
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
+        """Start the process; with wait, return once it is ready for tasks."""
         from app.serve import worker_command
 
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "a")
+        env = {**os.environ, **self.extra_env}
+        for name in [k for k, v in env.items() if v is None]:  # None: back to the default
+            del env[name]
         self.proc = subprocess.Popen(worker_command(), cwd=ROOT, stdout=log,
-                                     stderr=subprocess.STDOUT,
-                                     env={**os.environ, **self.extra_env})
+                                     stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + 90
+        if not wait:
+            return
         while "ready." not in self.log_path.read_text()[offset:]:
             if self.proc.poll() is not None or time.time() > deadline:
                 raise RuntimeError("worker did not start:\n" + self.log_path.read_text()[-3000:])

@@ -114,4 +114,7 @@ class JobRecorder(Callback):
                           data={"checkpoint": ckpt_id, "step": state.step, "is_best": is_best})
 
     def on_resume_saved(self, state: TrainState, path: Path) -> None:
+        """The attempt made progress: a crash from here on resumes past where it started."""
         log.info("job %s: resume checkpoint at step %s", self.job_id, state.step)
+        if not lifecycle.saved(self.job_id, self.lease.attempt, state.step):
+            self.lease.lost.set()

@@ -3,11 +3,14 @@
    cancel was pending), to be resumed from their last checkpoint by any worker;
 2. queued jobs whose broker message is gone (Redis restarted, a message fetched by a worker that
    died on the embedded transport) are sent again. The database, not the broker, knows which jobs
-   are owed a run; a duplicate message is harmless because the claim is a conditional update."""
+   are owed a run; a duplicate message is harmless because the claim is a conditional update;
+3. leftovers of dead processes (staging and work directories) and empty dataset directories are
+   removed (app.janitor); the first pass runs at worker start-up."""
 import logging
 import threading
 
-from app import queue
+from app import janitor, queue
+from app.config import get_settings
 from app.jobs import lifecycle
 
 log = logging.getLogger(__name__)
@@ -22,7 +25,8 @@ def reconcile() -> dict:
     if requeued or lost:
         log.info("maintenance: %d expired lease(s) re-queued, %d lost message(s) re-sent",
                  len(requeued), len(lost))
-    return {"requeued": requeued, "resent": lost}
+    swept = janitor.sweep(get_settings().data_dir)
+    return {"requeued": requeued, "resent": lost, "swept": swept}
 
 
 class Maintenance(threading.Thread):

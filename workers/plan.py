@@ -88,7 +88,8 @@ def read_plan(job_id: str, settings: Settings) -> JobPlan:
             resume_dir=storage.local_path(f"jobs/{job.tenant_id}/{job.id}/resume"),
             base=BaseModelSpec(task=entry.task, path=Path(entry.path),
                                architecture=entry.architecture,
-                               namespace=f"{entry.id}@{entry.revision}"),
+                               # per tenant: a cache hit must not reveal another tenant's data
+                               namespace=f"{job.tenant_id}/{entry.id}@{entry.revision}"),
             config=TrainConfig(method=job.method, hyperparameters=job.hyperparameters,
                                seed=job.seed, select_checkpoint_by=job.select_checkpoint_by,
                                early_stopping=job.early_stopping,

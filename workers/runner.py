@@ -3,11 +3,11 @@ record the outcome. Every status change goes through app.jobs.lifecycle; transie
 re-queue with backoff, deterministic ones fail at once with a clear error."""
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
+from app import janitor
 from app.config import get_settings
 from app.datasets.parsing import DatasetInvalid
 from app.jobs import lifecycle
@@ -34,17 +34,19 @@ def run_job(job_id: str, worker_id: str) -> None:
 
 def _run_job(job_id: str, worker_id: str) -> None:
     settings = get_settings()
-    attempt = lifecycle.claim(job_id, worker_id, settings.lease_s)
-    if attempt is None:
+    claimed = lifecycle.claim(job_id, worker_id, settings.lease_s)
+    if claimed is None:
         log.info("job %s is not queued (already claimed, cancelled or gone): skipping", job_id)
         return
+    attempt = claimed.attempt
     log.info("job %s: attempt %d started on %s", job_id, attempt, worker_id)
-    if attempt > settings.max_attempts:
-        lifecycle.fail(job_id, attempt, "too_many_attempts",
-                       f"Gave up after {settings.max_attempts} attempts (see the job's events).")
+    if claimed.crashes >= settings.max_attempts:  # attempts that made progress don't count
+        lifecycle.fail(job_id, attempt, "too_many_attempts", f"Gave up after {claimed.crashes} "
+                       "attempts that made no progress (see the job's events).")
         return
     lease = Lease(job_id, attempt, settings.lease_s).start()
-    work_dir = Path(tempfile.mkdtemp(prefix=f"{job_id}-"))
+    # under the data dir, named for this process: the janitor removes it if the worker dies
+    work_dir = janitor.owned_dir(settings.data_dir / "work", f"{job_id}-")
     try:
         _record(job_id, attempt, _train(job_id, lease, work_dir))
     except JobFailed as exc:
@@ -57,7 +59,7 @@ def _run_job(job_id: str, worker_id: str) -> None:
         lifecycle.fail(job_id, attempt, "out_of_memory",
                        "Out of memory: lower hyperparameters.batch_size or max_length.")
     except Exception as exc:
-        _handle_unexpected(job_id, attempt, exc, settings.max_attempts)
+        _handle_unexpected(job_id, attempt, exc, settings.max_attempts - claimed.crashes)
     finally:
         lease.stop()
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -99,13 +101,14 @@ def _record(job_id: str, attempt: int, result: TrainResult) -> None:
         lifecycle.succeed(job_id, attempt, create_from_checkpoint, note)
 
 
-def _handle_unexpected(job_id: str, attempt: int, exc: Exception, max_attempts: int) -> None:
-    if is_transient(exc) and attempt < max_attempts:
+def _handle_unexpected(job_id: str, attempt: int, exc: Exception, crashes_left: int) -> None:
+    if is_transient(exc) and crashes_left > 1:
         delay = min(300.0, 5.0 * 2 ** (attempt - 1))
         log.warning("job %s: transient error, retrying in %.0fs: %s", job_id, delay, exc)
         try:
             lifecycle.requeue(job_id, attempt, f"transient error ({exc.__class__.__name__}: "
-                              f"{str(exc)[:200]}); retrying in {delay:.0f}s", countdown=delay)
+                              f"{str(exc)[:200]}); retrying in {delay:.0f}s", countdown=delay,
+                              crash=True)
         except Exception:  # noqa: BLE001 - the database is down: the lease expiry re-queues
             log.exception("job %s: could not re-queue; its lease will expire", job_id)
         return

@@ -11,7 +11,12 @@ A transition is always the same triple, written in one transaction:
       │  │cancel         │ ├──requeue──▶ queued   (shutdown, transient error; same id, resumes)
       │  ▼               │ └──expire───▶ queued   (lease lapsed: the worker died)
       │ cancelled ◀──────┤cancel ─▶ cancelling ──finish / expire──▶ cancelled
-      └─────────────── enqueue (create)
+      └─────────────── enqueue (create)       (cancel of an owned job whose lease lapsed: at once)
+
+Crashes: an attempt that dies (its lease expires) or meets a transient error without having saved
+a resume checkpoint past the one it started from counts one crash; the worker gives a job up after
+ADAPT_MAX_ATTEMPTS crashes. Attempts that made progress never count, so a job killed many times
+still finishes as long as each attempt moves it forward.
 
 Functions called by the API take the request's session (the route commits it). Functions called
 by a worker open their own unit of work: each is one transaction, and the caller holds no session
@@ -20,7 +25,7 @@ while it trains.
 import logging
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -73,34 +78,64 @@ def enqueue(session: Session, job: Job) -> Job:
 
 def cancel(session: Session, job: Job) -> bool:
     """A queued job is cancelled at once; a running one is asked to stop between steps (its
-    worker ends it `cancelled`). Both are conditional, so a claim at the same moment can't be
-    lost. False when there was nothing to cancel (already finished, or already cancelling)."""
+    worker ends it `cancelled`); one whose worker died (its lease lapsed: nobody would act on the
+    request) is cancelled at once too. All are conditional, so a claim or a heartbeat at the same
+    moment can't be lost. False when there was nothing to cancel (already finished, or already
+    cancelling with a live worker)."""
+    now = utcnow()
     if _changed(session, update(Job).where(Job.id == job.id, Job.status == "queued")
-                .values(finished_at=utcnow()), job.id, "cancelled",
+                .values(finished_at=now), job.id, "cancelled",
                 "job cancelled before it started"):
+        return True
+    if _changed(session, update(Job).where(
+            Job.id == job.id, Job.status.in_(OWNED), Job.lease_expires_at < now).values(
+            finished_at=now, lease_expires_at=None, worker_id=None)
+            # the session's copy is refreshed by the caller; SQLite hands back naive datetimes
+            .execution_options(synchronize_session=False), job.id, "cancelled",
+            "job cancelled (its worker had stopped answering: lease expired)"):
         return True
     return _changed(session, update(Job).where(Job.id == job.id, Job.status == "running"),
                     job.id, "cancelling", "cancel requested")
 
 
 # -- a worker's side ---------------------------------------------------------------------------
-def claim(job_id: str, worker_id: str, lease_s: float) -> int | None:
-    """queued → running: exactly one delivery of the task gets the attempt number."""
+class Claim(NamedTuple):
+    attempt: int   # this attempt's number: every later write of the worker is fenced by it
+    crashes: int   # earlier attempts that ended without progress
+
+
+def claim(job_id: str, worker_id: str, lease_s: float) -> Claim | None:
+    """queued → running: exactly one delivery of the task gets the attempt number. The attempt
+    starts from the newest saved resume step (start_step), which tells later whether it advanced."""
     now = utcnow()
     with session_scope() as s:
-        before = s.scalar(select(Job.attempts).where(Job.id == job_id, Job.status == "queued"))
-        if before is None:
+        row = s.execute(select(Job.attempts, Job.crashes).where(
+            Job.id == job_id, Job.status == "queued")).first()
+        if row is None:
             return None
+        before, crashes = row
         attempt = before + 1
         stmt = update(Job).where(Job.id == job_id, Job.status == "queued",
                                  Job.attempts == before).values(
             worker_id=worker_id, attempts=attempt, heartbeat_at=now, started_at=now,
-            lease_expires_at=now + timedelta(seconds=lease_s))
+            lease_expires_at=now + timedelta(seconds=lease_s), start_step=Job.saved_step)
         if not _changed(s, stmt, job_id, "running",
                         f"job started on {worker_id} (attempt {attempt})",
                         data={"attempt": attempt}):
             return None
-    return attempt
+    return Claim(attempt, crashes or 0)
+
+
+def saved(job_id: str, attempt: int, step: int) -> bool:
+    """A resume checkpoint at `step` is on disk: the attempt made progress up to there."""
+    with session_scope() as s:
+        return s.execute(_fenced(job_id, attempt).values(saved_step=step)).rowcount == 1
+
+
+def _crashed(saved_step: int | None, start_step: int | None) -> int:
+    """1 when an attempt that ends now made no progress (no resume checkpoint past its start)."""
+    return 0 if (saved_step if saved_step is not None else -1) > (
+        start_step if start_step is not None else -1) else 1
 
 
 def renew_lease(job_id: str, attempt: int, lease_s: float) -> bool:
@@ -130,13 +165,20 @@ def ownership(session: Session, job_id: str, attempt: int) -> str:
     return "cancel" if status == "cancelling" else "run"
 
 
-def requeue(job_id: str, attempt: int, message: str, countdown: float = 0) -> bool:
+def requeue(job_id: str, attempt: int, message: str, countdown: float = 0,
+            crash: bool = False) -> bool:
     """running → queued: the same job goes back to the queue and its next attempt resumes from
-    the last checkpoint (a shutdown, a transient error)."""
+    the last checkpoint (a shutdown, a transient error). With crash (a transient error), the
+    attempt counts as a crash unless it made progress."""
     with session_scope() as s:
+        values: dict[str, Any] = {}
+        if crash:
+            saved_step, start_step = s.execute(select(Job.saved_step, Job.start_step).where(
+                Job.id == job_id)).one()
+            values["crashes"] = Job.crashes + _crashed(saved_step, start_step)
         done = _changed(s, _fenced(job_id, attempt).where(Job.status == "running").values(
-            worker_id=None, lease_expires_at=None, enqueued_at=utcnow()), job_id, "queued",
-            message)
+            worker_id=None, lease_expires_at=None, enqueued_at=utcnow(), **values), job_id,
+            "queued", message)
     if done:
         queue.send_training(job_id, countdown=countdown)
     return done
@@ -186,17 +228,26 @@ def expire_leases() -> list[str]:
     worker; cancelling → cancelled. Returns the ids re-queued (the caller sends them)."""
     now, requeued = utcnow(), []
     with session_scope() as s:
-        expired = s.execute(select(Job.id, Job.status, Job.attempts, Job.worker_id).where(
+        expired = s.execute(select(Job.id, Job.status, Job.attempts, Job.worker_id, Job.crashes,
+                                   Job.saved_step, Job.start_step).where(
             Job.status.in_(OWNED), Job.lease_expires_at < now)).all()
-        for job_id, status, attempt, worker in expired:
+        for job_id, status, attempt, worker, crashes, saved_step, start_step in expired:
             to = "queued" if status == "running" else "cancelled"
+            crashed = _crashed(saved_step, start_step)
             stmt = update(Job).where(Job.id == job_id, Job.attempts == attempt,
-                                     Job.status == status).values(
+                                     Job.status == status, Job.saved_step.is_(saved_step)
+                                     if saved_step is None else Job.saved_step == saved_step
+                                     ).values(
                 worker_id=None, lease_expires_at=None, enqueued_at=now,
-                **({"finished_at": now} if to == "cancelled" else {}))
+                **({"finished_at": now} if to == "cancelled" else
+                   {"crashes": (crashes or 0) + crashed}))
+            progress = ("" if to == "cancelled" else f", it saved step {saved_step}"
+                        if not crashed else f", no progress: crash {(crashes or 0) + 1}")
             if _changed(s, stmt, job_id, to, f"worker {worker} stopped answering (lease expired "
-                        f"on attempt {attempt}); job {'re-queued' if to == 'queued' else to}",
-                        level="warning") and to == "queued":
+                        f"on attempt {attempt}{progress}); job "
+                        f"{'re-queued' if to == 'queued' else to}", level="warning",
+                        data={"attempt": attempt, "crashes": (crashes or 0) + crashed}
+                        ) and to == "queued":
                 requeued.append(job_id)
     return requeued
 

@@ -2,8 +2,9 @@
 
 A `head` job's encoder never changes, so each example's pooled features are a function of (base
 model + revision, pooling, the example's token ids) alone. They are computed once and kept in one
-safetensors file per (base model revision, pooling): later epochs and later jobs on any overlap of
-the same data skip the encoder. Writes are atomic (temp file + rename): concurrent jobs never see
+safetensors file per namespace (the worker makes it tenant + base model revision: a hit must
+never tell one tenant what another trained on): later epochs and later jobs on any overlap of the
+same data skip the encoder. Writes are atomic (temp file + rename): concurrent jobs never see
 a torn file (the last writer's superset wins). The directory is bounded: least recently used
 files are evicted past `max_bytes`.
 """

@@ -55,7 +55,7 @@ class BaseModelSpec:
     task: str                     # "text-classification" | "image-classification"
     path: Path | None             # text: the model directory; image: the weights file (or None)
     architecture: str | None = None  # torchvision architecture, for images
-    namespace: str = ""           # feature-cache namespace, e.g. f"{entry.id}@{entry.revision}"
+    namespace: str = ""           # feature-cache namespace, e.g. f"{tenant}/{entry.id}@{revision}"
 
 
 def build_recipe(cfg: TrainConfig, base: BaseModelSpec, splits: Splits, *, work_dir: Path,

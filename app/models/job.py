@@ -30,6 +30,11 @@ class Job(TenantOwned, Base):
     error: Mapped[dict | None]
     model_id: Mapped[str | None] = mapped_column(String(40))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Attempts that ended (died, or met a transient error) without saving a resume checkpoint past
+    # the one they started from: ADAPT_MAX_ATTEMPTS bounds these, not attempts that made progress.
+    crashes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    saved_step: Mapped[int | None] = mapped_column(Integer)  # the newest resume checkpoint's step
+    start_step: Mapped[int | None] = mapped_column(Integer)  # saved_step when this attempt began
     # Lease: the worker that runs the job and until when its claim holds without a heartbeat.
     worker_id: Mapped[str | None] = mapped_column(String(255))
     heartbeat_at: Mapped[datetime | None]

@@ -5,9 +5,12 @@ import random
 import re
 import statistics
 import time
+from datetime import datetime
 
 import pytest
 from helpers import events_of, restart_redis, toy_csv, wait_for_job
+
+from app.config import Settings
 
 pytestmark = pytest.mark.chaos
 INTERVAL = 10  # resume checkpoint every 10 steps (the chaos worker's setting)
@@ -197,3 +200,68 @@ def test_postgres_restart_is_503_then_recovers(client, chaos, dataset, environme
     assert client.get("/v1/jobs").status_code == 200
     job_id = start_job(client, dataset, seed=3, hyperparameters={"epochs": 1, "batch_size": 32})
     assert wait_for_job(client, job_id)["status"] == "succeeded"  # the worker recovered too
+
+
+@pytest.fixture
+def default_workers(worker, tmp_path):
+    """Two workers on the DEFAULT lease, maintenance interval and attempt limit (the suite's short
+    test values removed), a resume checkpoint every INTERVAL steps; the session's worker (and the
+    chaos one) stay stopped meanwhile, so the job only runs on these."""
+    worker.stop()
+    env = {"ADAPT_LEASE_S": None, "ADAPT_RECONCILE_INTERVAL_S": None, "ADAPT_MAX_ATTEMPTS": None,
+           "ADAPT_CHECKPOINT_EVERY_STEPS": str(INTERVAL)}
+    pair = []
+    try:
+        for name in ("a", "b"):
+            pair.append(type(worker)(tmp_path / f"worker-{name}.log", extra_env=env))
+        yield pair
+    finally:
+        for w in pair:
+            w.stop()
+        worker.start()
+
+
+def _ts(created_at: str) -> float:
+    return datetime.fromisoformat(created_at.replace("Z", "+00:00")).timestamp()
+
+
+def test_five_sigkills_with_default_settings_still_succeed(client, default_workers, dataset):
+    """ADAPT_MAX_ATTEMPTS=5, five SIGKILLs that each come after progress: the job succeeds (the
+    limit counts attempts without progress), each resume within 15 s of its kill (lease 8 s,
+    maintenance every 2 s), with a complete, duplicate-free history. Kills come a few steps past a
+    new resume checkpoint (INTERVAL), so every attempt makes progress."""
+    defaults = Settings.model_fields  # what the workers run with: the suite's values removed
+    assert defaults["max_attempts"].default == 5 and defaults["lease_s"].default <= 10
+    rng = random.Random(5)
+    job_id = start_job(client, dataset, seed=105)
+    latencies, kill_steps = [], []
+    for kill in range(1, 6):
+        resumed = (resumed_steps(client, job_id) or [0])[-1]
+        target = resumed + INTERVAL + rng.randint(3, 20)  # past a new resume checkpoint
+        job, step = step_of(client, job_id)
+        while step < target or job["status"] != "running":
+            assert job["status"] in ("queued", "running"), (kill_steps, job)
+            time.sleep(0.01)
+            job, step = step_of(client, job_id)
+        started = [e for e in events_of(client, job_id)  # "job started on host:pid (attempt n)"
+                   if e["message"].startswith("job started on ")][-1]["message"]
+        pid = int(started.split(" (attempt")[0].rsplit(":", 1)[1])
+        victim = next(w for w in default_workers if w.proc.pid == pid)
+        t_kill = time.time()
+        victim.kill()
+        victim.start(wait=False)  # back in the pool (it boots while the other one takes over)
+        kill_steps.append(step)
+        deadline = time.time() + 60
+        while len(resumed_at := [e for e in events_of(client, job_id)
+                                 if e["message"].startswith("resumed from step")]) < kill:
+            assert time.time() < deadline, events_of(client, job_id)
+            time.sleep(0.1)
+        latencies.append(_ts(resumed_at[-1]["created_at"]) - t_kill)
+    job = wait_for_job(client, job_id, timeout=300)
+    assert_ran_exactly_once(client, job_id, attempts=6)
+    messages = [e["message"] for e in events_of(client, job_id)]
+    assert not any("no progress" in m for m in messages), messages
+    print(f"\nchaos 5 SIGKILLs, default settings: killed at steps {kill_steps}, resumed "
+          f"{', '.join(f'{x:.1f}' for x in latencies)} s after each kill; job {job['status']} "
+          f"after {job['attempts']} attempts, 0 duplicate metric rows")
+    assert max(latencies) <= 15, latencies
