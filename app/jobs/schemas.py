@@ -1,21 +1,31 @@
-from typing import Any, Literal
+import math
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.schemas import ApiModel, OptionalTimestamp, Timestamp
 
 SelectMetric = Literal["val_macro_f1", "val_accuracy", "val_loss"]
-HyperValue = int | float | Literal["auto"] | None
+
+
+def _finite(value: Any) -> Any:
+    """NaN and ±Infinity (which JSON parsers accept) are refused before any range check."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+HyperValue = Annotated[int | float | Literal["auto"] | None, BeforeValidator(_finite)]
 
 
 class EarlyStoppingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     metric: SelectMetric = "val_macro_f1"
     patience: int = Field(default=2, ge=1, le=100)
 
 
 class JobCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     base_model: str = Field(min_length=1, max_length=255)
     training_dataset: str = Field(min_length=1, max_length=64)
     validation_dataset: str | None = Field(default=None, max_length=64)

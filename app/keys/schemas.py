@@ -6,7 +6,7 @@ from app.schemas import ApiModel, OptionalTimestamp, Timestamp
 
 
 class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     tenant: str = Field(min_length=1, max_length=63)
     name: str = Field(default="", max_length=255)
     admin: bool = False

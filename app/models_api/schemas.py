@@ -19,18 +19,18 @@ class ModelOut(ApiModel):
 
 
 class ModelCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     checkpoint: str = Field(min_length=1, max_length=64)
     name: str | None = Field(default=None, min_length=1, max_length=255)
 
 
 class ImageInput(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     image_base64: str = Field(max_length=64 << 20)
 
 
 class PredictIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     # Texts for text models, {"image_base64": …} for image models. The upper bound is a setting
     # (ADAPT_MAX_PREDICT_INPUTS); the service checks it.
     inputs: list[str | ImageInput] = Field(min_length=1)

@@ -26,7 +26,7 @@ def check_url(url: str) -> str:
 
 
 class WebhookCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     url: str = Field(min_length=1, max_length=2048,
                      description="Where events are POSTed: an http:// or https:// URL.")
     events: list[Event] = Field(min_length=1, max_length=len(EVENTS),
