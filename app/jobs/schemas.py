@@ -66,7 +66,8 @@ class JobOut(ApiModel):
 
 
 class EventOut(ApiModel):
-    id: int
+    id: int = Field(validation_alias="seq",
+                    description="The event's number within its job: 1, 2, 3…")
     created_at: Timestamp
     level: str
     type: str
