@@ -3,7 +3,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from app.schemas import ApiModel, OptionalTimestamp, Timestamp
+from app.schemas import ApiModel, Integer, OptionalTimestamp, Timestamp
 
 SelectMetric = Literal["val_macro_f1", "val_accuracy", "val_loss"]
 
@@ -21,7 +21,7 @@ HyperValue = Annotated[int | float | Literal["auto"] | None, BeforeValidator(_fi
 class EarlyStoppingIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     metric: SelectMetric = "val_macro_f1"
-    patience: int = Field(default=2, ge=1, le=100)
+    patience: Integer = Field(default=2, ge=1, le=100)
 
 
 class JobCreate(BaseModel):
@@ -35,7 +35,7 @@ class JobCreate(BaseModel):
     hyperparameters: dict[str, HyperValue] = Field(default_factory=dict, max_length=32)
     early_stopping: EarlyStoppingIn | None = None
     select_checkpoint_by: SelectMetric = "val_macro_f1"
-    seed: int = Field(default=42, ge=0, le=2**31 - 1)
+    seed: Integer = Field(default=42, ge=0, le=2**31 - 1)
     suffix: str | None = Field(default=None, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
     metadata: dict[str, str] = Field(default_factory=dict, max_length=16)
 

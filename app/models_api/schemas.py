@@ -2,7 +2,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas import ApiModel, Timestamp
+from app.schemas import ApiModel, Integer, Timestamp
 
 
 class ModelOut(ApiModel):
@@ -34,7 +34,7 @@ class PredictIn(BaseModel):
     # Texts for text models, {"image_base64": …} for image models. The upper bound is a setting
     # (ADAPT_MAX_PREDICT_INPUTS); the service checks it.
     inputs: list[str | ImageInput] = Field(min_length=1)
-    top_k: int | None = Field(default=None, ge=1, le=1000)
+    top_k: Integer | None = Field(default=None, ge=1, le=1000)
 
 
 class Scored(BaseModel):

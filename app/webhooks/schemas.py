@@ -1,3 +1,4 @@
+import re
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -7,6 +8,13 @@ from app.schemas import ApiModel, OptionalTimestamp, Timestamp
 
 EVENTS = ("job.succeeded", "job.failed", "job.cancelled")
 Event = Literal["job.succeeded", "job.failed", "job.cancelled"]
+
+
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+# What check_url accepts, as a pattern the OpenAPI document shows: scheme, a host name or IPv4
+# address (no user:password@), an optional port, then a path/query without spaces or controls.
+URL_PATTERN = (r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~%!$&'()*+,;=-]+(:" + _PORT + r")?"
+               r"([/?#][^\s\x00-\x1f]*)?$")
 
 
 def check_url(url: str) -> str:
@@ -22,12 +30,15 @@ def check_url(url: str) -> str:
         raise ValueError("must be an http:// or https:// URL")
     if not parts.hostname:
         raise ValueError("must name a host, e.g. https://example.com/hooks/adapt")
+    if not re.match(URL_PATTERN, url):  # what the OpenAPI document promises, exactly
+        raise ValueError("must be http(s)://host[:port][/path], with a host name or IPv4 "
+                         "address (no user:password@)")
     return url
 
 
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-    url: str = Field(min_length=1, max_length=2048,
+    url: str = Field(min_length=1, max_length=2048, json_schema_extra={"pattern": URL_PATTERN},
                      description="Where events are POSTed: an http:// or https:// URL.")
     events: list[Event] = Field(min_length=1, max_length=len(EVENTS),
                                 description="Which job endings to send.")
