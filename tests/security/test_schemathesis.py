@@ -3,6 +3,7 @@ valid and not, never get a 5xx; every response matches the documented schema; a 
 schema calls valid is accepted (positive data acceptance), so the document is as strict as the
 service. The stateful phase follows the OpenAPI links from each create to the operations that
 read, cancel or delete what it made."""
+import uuid
 from collections import Counter
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import HealthCheck, settings
 
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from app.config import get_settings
 from app.main import create_app
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app())
@@ -45,6 +47,16 @@ def test_every_create_links_to_what_reads_it():
 
 
 class Stateful(schema.as_state_machine()):
+    """Each run (a sequence of linked calls) works in a tenant of its own, empty at the start:
+    what a list returns, and so what the next step draws from, depends on that run alone."""
+
+    def setup(self):
+        self._tenant_before = get_settings().default_tenant
+        get_settings().default_tenant = f"st-{uuid.uuid4().hex[:12]}"
+
+    def teardown(self):
+        get_settings().default_tenant = self._tenant_before
+
     def validate_response(self, response, case, additional_checks=None, **kwargs):
         CASES[f"stateful {case.operation.label}"] += 1
         case.validate_response(response, additional_checks=additional_checks,
