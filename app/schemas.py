@@ -2,7 +2,7 @@
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 T = TypeVar("T")
 
@@ -25,6 +25,11 @@ def _integral(value: Any) -> Any:
         return int(value)
     return value
 
+
+# Strings that are stored or looked up: no NUL character (PostgreSQL can hold none), said in the
+# OpenAPI document as well, on SQLite and PostgreSQL alike.
+NO_NUL = r"^[^\x00]*$"
+Stored = Annotated[str, Field(pattern=NO_NUL)]
 
 # An integer field of a request body (strict models refuse 2.0 otherwise).
 Integer = Annotated[int, BeforeValidator(_integral)]

@@ -3,7 +3,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from app.schemas import ApiModel, Integer, OptionalTimestamp, Timestamp
+from app.schemas import NO_NUL, ApiModel, Integer, OptionalTimestamp, Stored, Timestamp
 
 SelectMetric = Literal["val_macro_f1", "val_accuracy", "val_loss"]
 
@@ -26,9 +26,9 @@ class EarlyStoppingIn(BaseModel):
 
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-    base_model: str = Field(min_length=1, max_length=255)
-    training_dataset: str = Field(min_length=1, max_length=64)
-    validation_dataset: str | None = Field(default=None, max_length=64)
+    base_model: str = Field(min_length=1, max_length=255, pattern=NO_NUL)
+    training_dataset: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    validation_dataset: str | None = Field(default=None, max_length=64, pattern=NO_NUL)
     # Share of the training set held out for validation when no validation_dataset is given.
     validation_split: float = Field(default=0.1, gt=0.0, le=0.5)
     method: Literal["full", "head", "partial", "lora"] = "full"
@@ -37,7 +37,7 @@ class JobCreate(BaseModel):
     select_checkpoint_by: SelectMetric = "val_macro_f1"
     seed: Integer = Field(default=42, ge=0, le=2**31 - 1)
     suffix: str | None = Field(default=None, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=16)
+    metadata: dict[Stored, Stored] = Field(default_factory=dict, max_length=16)
 
 
 class JobOut(ApiModel):

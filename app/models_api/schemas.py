@@ -2,7 +2,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas import ApiModel, Integer, Timestamp
+from app.schemas import NO_NUL, ApiModel, Integer, Timestamp
 
 
 class ModelOut(ApiModel):
@@ -20,8 +20,8 @@ class ModelOut(ApiModel):
 
 class ModelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-    checkpoint: str = Field(min_length=1, max_length=64)
-    name: str | None = Field(default=None, min_length=1, max_length=255)
+    checkpoint: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    name: str | None = Field(default=None, min_length=1, max_length=255, pattern=NO_NUL)
 
 
 class ImageInput(BaseModel):

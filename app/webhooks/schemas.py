@@ -4,7 +4,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.schemas import ApiModel, OptionalTimestamp, Timestamp
+from app.schemas import NO_NUL, ApiModel, OptionalTimestamp, Timestamp
 
 EVENTS = ("job.succeeded", "job.failed", "job.cancelled")
 Event = Literal["job.succeeded", "job.failed", "job.cancelled"]
@@ -12,9 +12,10 @@ Event = Literal["job.succeeded", "job.failed", "job.cancelled"]
 
 _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
 # What check_url accepts, as a pattern the OpenAPI document shows: scheme, a host name or IPv4
-# address (no user:password@), an optional port, then a path/query without spaces or controls.
+# address (no user:password@), an optional port, then a path/query without whitespace (what
+# str.isspace calls whitespace, spelled out: regex dialects differ on \s) or control characters.
 URL_PATTERN = (r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~%!$&'()*+,;=-]+(:" + _PORT + r")?"
-               r"([/?#][^\s\x00-\x1f]*)?$")
+               r"([/?#][^\x00-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*)?$")
 
 
 def check_url(url: str) -> str:
@@ -30,7 +31,7 @@ def check_url(url: str) -> str:
         raise ValueError("must be an http:// or https:// URL")
     if not parts.hostname:
         raise ValueError("must name a host, e.g. https://example.com/hooks/adapt")
-    if not re.match(URL_PATTERN, url):  # what the OpenAPI document promises, exactly
+    if not re.fullmatch(URL_PATTERN, url):  # what the OpenAPI document promises, exactly
         raise ValueError("must be http(s)://host[:port][/path], with a host name or IPv4 "
                          "address (no user:password@)")
     return url
@@ -42,7 +43,7 @@ class WebhookCreate(BaseModel):
                      description="Where events are POSTed: an http:// or https:// URL.")
     events: list[Event] = Field(min_length=1, max_length=len(EVENTS),
                                 description="Which job endings to send.")
-    description: str | None = Field(default=None, max_length=500)
+    description: str | None = Field(default=None, max_length=500, pattern=NO_NUL)
 
     @field_validator("url")
     @classmethod
