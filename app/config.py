@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     max_rows: int = 1_000_000
     max_text_chars: int = 100_000
     max_labels: int = 1_000
+    # Longest label (characters, after Unicode normalisation).
+    max_label_chars: int = Field(default=100, ge=1)
     # Image ZIPs: the most bytes they may expand to (checked before anything is decompressed).
     max_unzipped_bytes: int = 8 << 30
     # Predict: most inputs in one request.

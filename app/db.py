@@ -1,11 +1,12 @@
 """Engine and session factory. A request's session commits once, when the route has returned."""
+import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Annotated
 
 from fastapi import Depends
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import get_settings
@@ -53,6 +54,21 @@ def after_commit(session: Session, fn: Callable[[], None]) -> None:
 def on_rollback(session: Session, fn: Callable[[], None]) -> None:
     """Run fn if the session's transaction does not commit (e.g. remove a file it stored)."""
     session.info.setdefault("on_rollback", []).append(fn)
+
+
+def serialize_on(session: Session, key: str) -> None:
+    """Hold a lock named `key` until the session's transaction ends, so that a check-then-insert
+    (count a tenant's rows, refuse past a cap, insert) runs one transaction at a time per key.
+    Take it before the count. PostgreSQL: a transaction-scoped advisory lock on a 64-bit hash of
+    the key. SQLite has a single writer: a write statement takes the database's write lock (held
+    to commit), and the reads after it see every committed row."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        k = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big",
+                           signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": k})
+    elif dialect == "sqlite":
+        session.execute(text("UPDATE alembic_version SET version_num = version_num WHERE 0"))
 
 
 @contextmanager

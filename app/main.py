@@ -42,6 +42,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app() -> FastAPI:
     configure_logging()
     app = FastAPI(title="adapt", version="0.1.0", lifespan=lifespan,
+                  # stable operationIds (the OpenAPI links refer to them): the route's name
+                  generate_unique_id_function=lambda route: route.name,
                   description="Adapt pretrained models to your own data: upload a dataset, "
                               "fine-tune, evaluate, predict.")
     errors.install(app)

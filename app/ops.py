@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from app.db import get_engine, session_scope
 from app.jobs import repository as jobs
+from app.keys.auth import AdminCaller
 from app.models import ACTIVE_STATUSES, FINAL_STATUSES
 from app.observability import metrics as observability_metrics
 from app.queue import producer, queue_size
@@ -55,8 +56,9 @@ async def readyz() -> JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics() -> Response:
-    """Prometheus text format (metric names in README, "Observability")."""
+def metrics(_admin: AdminCaller) -> Response:
+    """Prometheus text format (metric names in README, "Observability"). With auth on it needs
+    an admin key (scrape with `Authorization: Bearer <admin key>`): 401 without, 403 otherwise."""
     return Response(observability_metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -77,11 +79,15 @@ class StateCollector(Collector):
             by_status.add_metric([status], counts.get(status, 0))
         yield by_status
         rate = GaugeMetricFamily("adapt_training_samples_per_second",
-                                 "Training throughput of each running job (its last progress "
-                                 "write).", labels=["job", "base_model"])
-        for job, base_model, progress in running:
+                                 "Training throughput of the running jobs, summed per base model "
+                                 "(each job's last progress write); no job or tenant ids.",
+                                 labels=["base_model"])
+        per_model: dict[str, float] = {}
+        for _job, base_model, progress in running:
             if (value := (progress or {}).get("samples_per_second")) is not None:
-                rate.add_metric([job, base_model], value)
+                per_model[base_model] = per_model.get(base_model, 0.0) + float(value)
+        for base_model, value in sorted(per_model.items()):
+            rate.add_metric([base_model], value)
         yield rate
         waiting = queue_size()
         yield GaugeMetricFamily("adapt_queue_depth", "Messages waiting in the training queue "

@@ -13,7 +13,9 @@ class Page(BaseModel):
 
 
 async def page_params(limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                after: Annotated[str | None, Query(max_length=64)] = None) -> Page:
+                after: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_]*$",
+                                                  description="the last id of the prior page")
+                                  ] = None) -> Page:
     return Page(limit=limit, after=after)
 
 

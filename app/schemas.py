@@ -2,7 +2,7 @@
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 T = TypeVar("T")
 
@@ -17,6 +17,29 @@ def _iso_utc(value: datetime | None) -> str | None:
 
 Timestamp = Annotated[datetime, PlainSerializer(_iso_utc, return_type=str)]
 OptionalTimestamp = Annotated[datetime | None, PlainSerializer(_iso_utc, return_type=str | None)]
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema's integer includes 2.0: strict models take an integral float as the int."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Strings that are stored or looked up: no NUL character (PostgreSQL can hold none), said in the
+# OpenAPI document as well, on SQLite and PostgreSQL alike.
+NO_NUL = r"^[^\x00]*$"
+Stored = Annotated[str, Field(pattern=NO_NUL)]
+
+# An integer field of a request body (strict models refuse 2.0 otherwise).
+Integer = Annotated[int, BeforeValidator(_integral)]
+
+
+def links(param: str, *operation_ids: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI links from a create operation's 201 to the operations that take the new id (as
+    path parameter `param`), for clients and stateful testing (schemathesis)."""
+    return {201: {"links": {op: {"operationId": op, "parameters": {param: "$response.body#/id"}}
+                            for op in operation_ids}}}
 
 
 class ApiModel(BaseModel):

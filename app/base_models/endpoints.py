@@ -31,7 +31,7 @@ def upload_base_model(
     session: DbSession, storage: StorageDep, settings: SettingsDep, tenant: Tenant,
     idem: IdempotencyDep,
     file: Annotated[UploadFile, File(description=".safetensors (or a .pth/.pt state dict)")],
-    architecture: Annotated[str, Form(max_length=64)],
+    architecture: Annotated[str, Form(min_length=1, max_length=64)],
     name: Annotated[str | None, Form(max_length=255)] = None,
     task: Annotated[str | None, Form(max_length=64)] = None,
     config: Annotated[str | None, Form(max_length=1 << 16,

@@ -1,4 +1,4 @@
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 
@@ -10,19 +10,21 @@ from app.deps import SettingsDep, StorageDep
 from app.idempotency import IdempotencyDep, request_hash
 from app.pagination import Page, page_params
 from app.ratelimit import rate_limit
-from app.schemas import ERROR_RESPONSES, ListOf
+from app.schemas import ERROR_RESPONSES, ListOf, links
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
 
 
 @router.post("", status_code=201, response_model=DatasetOut,
+             responses=links("dataset_id", "get_dataset", "delete_dataset"),
              dependencies=[rate_limit("upload", "rate_limit_uploads_per_minute")])
 def create_dataset(
     session: DbSession, storage: StorageDep, settings: SettingsDep, tenant: Tenant,
     idem: IdempotencyDep,
     file: Annotated[UploadFile, File(description="CSV (header row) or JSONL, UTF-8")],
     name: Annotated[str | None, Form(max_length=255)] = None,
-    task: Annotated[str | None, Form()] = None,
+    task: Annotated[Literal["text-classification", "image-classification"] | None,
+                    Form()] = None,
     text_column: Annotated[str, Form(min_length=1, max_length=255)] = "text",
     label_column: Annotated[str, Form(min_length=1, max_length=255)] = "label",
 ):

@@ -95,7 +95,10 @@ def summarize(path: Path, stats: ByteStats, text_column: str, label_column: str,
                 return None
             n += batch.num_rows
             for item in pc.value_counts(label).to_pylist():
-                counts[item["values"]] += item["counts"]
+                norm = parsing.normalize_label(item["values"])  # as the parser (and worker) read it
+                if not norm or len(norm) > limits.max_label_chars:
+                    return None  # the parser names the line
+                counts[norm] += item["counts"]
             if n > limits.max_rows or len(counts) > limits.max_labels:
                 return None
     except (pa.ArrowInvalid, pa.ArrowException, OSError):

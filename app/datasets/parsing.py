@@ -4,6 +4,7 @@ Pure Python, shared by the API (validation before the 201) and the worker (readi
 """
 import csv
 import json
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ class Limits:
     max_rows: int = 1_000_000
     max_text_chars: int = 100_000
     max_labels: int = 1_000
+    max_label_chars: int = 100
 
 
 class DatasetInvalid(Exception):
@@ -94,11 +96,42 @@ def _delimiter(header_line: str, wanted: tuple[str, str]) -> str:
     return ","
 
 
+def normalize_label(value: str) -> str:
+    """The label as it is stored and trained on: NFKC (so full-width, ligature and compatibility
+    forms fold to one spelling), format characters (zero-width space/joiners, BOM, bidi marks)
+    removed, surrounding whitespace stripped. Upload and worker both read labels through this."""
+    text = unicodedata.normalize("NFKC", value)
+    if not text.isascii():
+        text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    return text.strip()
+
+
 def _label(value) -> str | None:
     if value is None or isinstance(value, bool | dict | list):
         return None
-    text = str(value).strip()
-    return text or None
+    return normalize_label(str(value)) or None
+
+
+# Look-alikes of Latin letters and digits from Cyrillic and Greek (the confusables that NFKC keeps
+# apart), for spotting labels that read the same but are different classes.
+_SKELETON = str.maketrans({
+    **dict(zip("аеорсухіјѕԁһԛԝӏАВЕКМНОРСТХІЈЅУ", "aeopcyxijsdhqwlABEKMHOPCTXIJSY")),
+    **dict(zip("αορνιϲκχτυΑΒΕΖΗΙΚΜΝΟΡΤΥΧ", "aopvickxtuABEZHIKMNOPTYX")),
+})
+
+
+def look_alike_groups(labels: list[str]) -> list[list[str]]:
+    """Groups of two or more labels that differ only in look-alike characters."""
+    groups: dict[str, list[str]] = {}
+    for label in labels:
+        groups.setdefault(label.translate(_SKELETON), []).append(label)
+    return [sorted(g) for g in groups.values() if len(g) > 1]
+
+
+def label_warnings(labels: list[str]) -> list[str]:
+    return [f"Labels {', '.join(repr(x) for x in group)} look alike but are different classes "
+            "(they differ in look-alike characters, e.g. a Cyrillic or Greek letter); fix the "
+            "file if they are meant to be one class." for group in look_alike_groups(labels)]
 
 
 def _csv_rows(path: Path, text_column: str, label_column: str) -> Iterator[tuple[int, object, object]]:
@@ -184,8 +217,11 @@ def _row_problem(text, label, limits: Limits) -> str | None:
         return "empty text"
     if len(text) > limits.max_text_chars:
         return f"text longer than {limits.max_text_chars} characters"
-    if _label(label) is None:
+    norm = _label(label)
+    if norm is None:
         return "missing label"
+    if len(norm) > limits.max_label_chars:
+        return f"label longer than {limits.max_label_chars} characters"
     return None
 
 
@@ -212,7 +248,8 @@ def read_examples(path: Path, fmt: str, text_column: str, label_column: str) -> 
     """(texts, labels) of a stored dataset, for training."""
     texts, labels = [], []
     for _, text, label in iter_examples(path, fmt, text_column, label_column,
-                                        Limits(max_rows=10**9, max_text_chars=10**9)):
+                                        Limits(max_rows=10**9, max_text_chars=10**9,
+                                               max_label_chars=10**9)):
         texts.append(text)
         labels.append(label)
     return texts, labels

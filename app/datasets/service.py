@@ -38,6 +38,7 @@ def create(session: Session, storage: LocalStorage, settings: Settings, tenant: 
     ds = Dataset(id=new_id("ds"), tenant_id=tenant, name=name or filename or "dataset",
                  task=task, format=fmt, bytes=staged.size, sha256=staged.sha256,
                  num_examples=summary.num_examples, labels=summary.labels,
+                 warnings=parsing.label_warnings(summary.labels) or None,
                  class_counts=dict(summary.class_counts),
                  text_column=text_column if fmt != "zip" else "",
                  label_column=label_column if fmt != "zip" else "", status="ready",
@@ -67,7 +68,8 @@ def _validate(staged: StagedUpload, fmt: str, text_column: str, label_column: st
               settings: Settings) -> parsing.Summary:
     """The dataset's summary: a clean CSV through the fast path, anything else (and every
     refusal, so its message names the line) through the row-by-row parser."""
-    limits = parsing.Limits(settings.max_rows, settings.max_text_chars, settings.max_labels)
+    limits = parsing.Limits(settings.max_rows, settings.max_text_chars, settings.max_labels,
+                            settings.max_label_chars)
     path = staged.path
     try:
         if fmt == "zip":

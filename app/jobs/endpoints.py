@@ -20,13 +20,15 @@ from app.jobs.schemas import (CheckpointList, CheckpointOut, EventList, EventOut
 from app.models import FINAL_STATUSES
 from app.pagination import Page, page_params
 from app.ratelimit import rate_limit
-from app.schemas import ERROR_RESPONSES, ListOf
+from app.schemas import ERROR_RESPONSES, ListOf, links
 
 router = APIRouter(prefix="/v1", tags=["jobs"], responses=ERROR_RESPONSES)
 JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
 
 
 @router.post("/jobs", status_code=201, response_model=JobOut,
+             responses=links("job_id", "get_job", "cancel_job", "job_events", "job_metrics",
+                             "job_checkpoints"),
              dependencies=[rate_limit("job", "rate_limit_jobs_per_minute")])
 def create_job(req: JobCreate, session: DbSession, settings: SettingsDep, tenant: Tenant,
                idem: IdempotencyDep):

@@ -28,8 +28,8 @@ def list_page(session: Session, tenant: str, page: Page, status: str | None) -> 
 
 
 def events_after(session: Session, job_id: str, after: int, limit: int = 1000) -> list[JobEvent]:
-    stmt = (select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > after)
-            .order_by(JobEvent.id).limit(limit))
+    stmt = (select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after)
+            .order_by(JobEvent.seq).limit(limit))
     return list(session.scalars(stmt))
 
 

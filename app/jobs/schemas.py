@@ -1,33 +1,43 @@
-from typing import Any, Literal
+import math
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from app.schemas import ApiModel, OptionalTimestamp, Timestamp
+from app.schemas import NO_NUL, ApiModel, Integer, OptionalTimestamp, Stored, Timestamp
 
 SelectMetric = Literal["val_macro_f1", "val_accuracy", "val_loss"]
-HyperValue = int | float | Literal["auto"] | None
+
+
+def _finite(value: Any) -> Any:
+    """NaN and ±Infinity (which JSON parsers accept) are refused before any range check."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+HyperValue = Annotated[int | float | Literal["auto"] | None, BeforeValidator(_finite)]
 
 
 class EarlyStoppingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     metric: SelectMetric = "val_macro_f1"
-    patience: int = Field(default=2, ge=1, le=100)
+    patience: Integer = Field(default=2, ge=1, le=100)
 
 
 class JobCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    base_model: str = Field(min_length=1, max_length=255)
-    training_dataset: str = Field(min_length=1, max_length=64)
-    validation_dataset: str | None = Field(default=None, max_length=64)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    base_model: str = Field(min_length=1, max_length=255, pattern=NO_NUL)
+    training_dataset: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    validation_dataset: str | None = Field(default=None, max_length=64, pattern=NO_NUL)
     # Share of the training set held out for validation when no validation_dataset is given.
     validation_split: float = Field(default=0.1, gt=0.0, le=0.5)
     method: Literal["full", "head", "partial", "lora"] = "full"
     hyperparameters: dict[str, HyperValue] = Field(default_factory=dict, max_length=32)
     early_stopping: EarlyStoppingIn | None = None
     select_checkpoint_by: SelectMetric = "val_macro_f1"
-    seed: int = Field(default=42, ge=0, le=2**31 - 1)
+    seed: Integer = Field(default=42, ge=0, le=2**31 - 1)
     suffix: str | None = Field(default=None, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=16)
+    metadata: dict[Stored, Stored] = Field(default_factory=dict, max_length=16)
 
 
 class JobOut(ApiModel):
@@ -56,7 +66,8 @@ class JobOut(ApiModel):
 
 
 class EventOut(ApiModel):
-    id: int
+    id: int = Field(validation_alias="seq",
+                    description="The event's number within its job: 1, 2, 3…")
     created_at: Timestamp
     level: str
     type: str

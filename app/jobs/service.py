@@ -4,6 +4,7 @@ from sqlalchemy.orm import Session
 from app.base_models import catalog
 from app.config import Settings
 from app.datasets import repository as datasets
+from app.db import serialize_on
 from app.errors import Conflict, InvalidInput, RateLimited
 from app.ids import new_id
 from app.jobs import lifecycle, repository
@@ -35,6 +36,8 @@ def _check_compatible(base_task: str, train: Dataset, val: Dataset | None) -> No
 
 
 def _check_active_cap(session: Session, settings: Settings, tenant: str) -> None:
+    # Held to commit: concurrent creates count and insert one at a time, so the cap holds.
+    serialize_on(session, f"active-jobs:{tenant}")
     active = repository.active_count(session, tenant)
     if active >= settings.max_active_jobs_per_tenant:
         raise RateLimited(f"{active} jobs are queued or running; at most "

@@ -5,12 +5,13 @@ from app.keys.auth import AdminCaller
 from app.db import DbSession
 from app.keys import service
 from app.keys.schemas import KeyCreate, KeyCreated, KeyOut
-from app.schemas import ERROR_RESPONSES
+from app.schemas import ERROR_RESPONSES, links
 
 router = APIRouter(prefix="/v1/admin/keys", tags=["admin"], responses=ERROR_RESPONSES)
 
 
-@router.post("", status_code=201, response_model=KeyCreated)
+@router.post("", status_code=201, response_model=KeyCreated,
+             responses=links("key_id", "revoke_key"))
 def create_key(req: KeyCreate, session: DbSession, _: AdminCaller):
     row, key = service.create(session, req.tenant, req.name, req.admin)
     return KeyCreated(**KeyOut.model_validate(row).model_dump(), key=key)

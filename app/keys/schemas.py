@@ -2,13 +2,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas import ApiModel, OptionalTimestamp, Timestamp
+from app.schemas import NO_NUL, ApiModel, OptionalTimestamp, Timestamp
 
 
 class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    tenant: str = Field(min_length=1, max_length=63)
-    name: str = Field(default="", max_length=255)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    tenant: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    name: str = Field(default="", max_length=255, pattern=NO_NUL)
     admin: bool = False
 
 

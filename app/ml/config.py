@@ -1,4 +1,5 @@
 """A job's training configuration, with every "auto" value resolved to a number the job shows."""
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -59,12 +60,13 @@ def resolve_hyperparameters(method: str, given: dict[str, Any],
         if value is None or value == "auto":
             continue
         low, high, integer = RANGES[name]
-        if isinstance(value, bool) or not isinstance(value, int | float) or (
-                integer and float(value) != int(value)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
+                value) or (integer and float(value) != int(value)):
             raise ValueError(name, f"{name} must be {'an integer' if integer else 'a number'}")
         if not low <= value <= high:
             raise ValueError(name, f"{name} must be between {low:g} and {high:g}, got {value}")
-        resolved[name] = int(value) if integer else float(value)
+        # -0.0 is 0.0 (a range that excludes 0 has already refused it)
+        resolved[name] = int(value) if integer else float(value) + 0.0
     return resolved
 
 

@@ -15,6 +15,8 @@ class Dataset(TenantOwned, Base):
     sha256: Mapped[str] = mapped_column(String(64))
     num_examples: Mapped[int]
     labels: Mapped[list]
+    # Notes on an accepted upload (e.g. labels that look alike); None when there are none.
+    warnings: Mapped[list | None]
     class_counts: Mapped[dict]
     text_column: Mapped[str] = mapped_column(String(255))
     label_column: Mapped[str] = mapped_column(String(255))

@@ -17,12 +17,13 @@ from app.models_api.schemas import Evaluation, ModelCreate, ModelOut, PredictIn,
 from app.observability import observe_predict
 from app.pagination import Page, page_params
 from app.ratelimit import rate_limit
-from app.schemas import ERROR_RESPONSES, ListOf
+from app.schemas import ERROR_RESPONSES, ListOf, links
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
 
 
-@router.post("", status_code=201, response_model=ModelOut)
+@router.post("", status_code=201, response_model=ModelOut,
+             responses=links("model_id", "get_model", "model_evaluation", "delete_model"))
 def create_model(req: ModelCreate, session: DbSession, tenant: Tenant, idem: IdempotencyDep):
     """Make a model from any checkpoint."""
     return idem.run(session, tenant, request_hash("model", req.model_dump(mode="json")),
@@ -60,14 +61,14 @@ _IMAGE = {"type": "object", "additionalProperties": False, "required": ["image_b
 _PREDICT_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {
         "type": "object", "additionalProperties": False, "required": ["inputs"],
-        "properties": {"inputs": {"type": "array", "minItems": 1,
+        "properties": {"inputs": {"type": "array", "minItems": 1, "maxItems": 256,
                                   "items": {"anyOf": [{"type": "string"}, _IMAGE]}},
                        "top_k": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 1000},
                                            {"type": "null"}]}}}},
     "multipart/form-data": {"schema": {
-        "type": "object", "required": ["files"],
-        "properties": {"files": {"type": "array", "items": {"type": "string",
-                                                            "format": "binary"}},
+        "type": "object", "required": ["files"], "additionalProperties": False,
+        "properties": {"files": {"type": "array", "minItems": 1, "maxItems": 256,
+                                 "items": {"type": "string", "format": "binary"}},
                        "top_k": {"type": "integer", "minimum": 1, "maximum": 1000}}}}}}}
 
 

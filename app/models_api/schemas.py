@@ -2,7 +2,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas import ApiModel, Timestamp
+from app.schemas import NO_NUL, ApiModel, Integer, Timestamp
 
 
 class ModelOut(ApiModel):
@@ -19,22 +19,22 @@ class ModelOut(ApiModel):
 
 
 class ModelCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    checkpoint: str = Field(min_length=1, max_length=64)
-    name: str | None = Field(default=None, min_length=1, max_length=255)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    checkpoint: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    name: str | None = Field(default=None, min_length=1, max_length=255, pattern=NO_NUL)
 
 
 class ImageInput(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     image_base64: str = Field(max_length=64 << 20)
 
 
 class PredictIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     # Texts for text models, {"image_base64": …} for image models. The upper bound is a setting
     # (ADAPT_MAX_PREDICT_INPUTS); the service checks it.
     inputs: list[str | ImageInput] = Field(min_length=1)
-    top_k: int | None = Field(default=None, ge=1, le=1000)
+    top_k: Integer | None = Field(default=None, ge=1, le=1000)
 
 
 class Scored(BaseModel):

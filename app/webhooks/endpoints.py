@@ -9,14 +9,15 @@ from app.db import DbSession
 from app.deps import SettingsDep
 from app.idempotency import IdempotencyDep, request_hash
 from app.pagination import Page, page_params
-from app.schemas import ERROR_RESPONSES, ListOf
+from app.schemas import ERROR_RESPONSES, ListOf, links
 from app.webhooks import service
 from app.webhooks.schemas import DeliveryOut, WebhookCreate, WebhookCreated, WebhookOut
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES)
 
 
-@router.post("", status_code=201, response_model=WebhookCreated)
+@router.post("", status_code=201, response_model=WebhookCreated,
+             responses=links("webhook_id", "get_webhook", "list_deliveries", "delete_webhook"))
 def create_webhook(req: WebhookCreate, session: DbSession, settings: SettingsDep, tenant: Tenant,
                    idem: IdempotencyDep):
     """Register a URL for job events; the response shows the signing `secret` (and only this

@@ -6,6 +6,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.db import serialize_on
 from app.errors import Conflict
 from app.ids import new_id
 from app.models import WebhookDelivery, WebhookEndpoint
@@ -17,6 +18,7 @@ from app.webhooks.schemas import WebhookCreate
 def create(session: Session, settings: Settings, tenant: str,
            req: WebhookCreate) -> WebhookEndpoint:
     """A new endpoint with a fresh signing secret (256 random bits)."""
+    serialize_on(session, f"webhooks:{tenant}")  # held to commit: the cap holds under concurrency
     count = repository.count(session, tenant)
     if count >= settings.max_webhooks_per_tenant:
         raise Conflict(f"This tenant already has {count} webhooks, the most allowed; delete "

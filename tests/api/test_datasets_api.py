@@ -59,7 +59,7 @@ def test_pagination_is_newest_first_with_cursor(client, upload):
     (b"text,label\n", "header-only.csv", {}, 422, "file", "no examples"),
     (b"\x89PNG\r\n\x1a\n\x00\x00binary", "img.bin", {}, 422, "file", "UTF-8"),
     (b"text,label\na,x\nb,y\n", "t.csv", {"task": "image-classification"}, 422, "task", "text"),
-    (b"text,label\na,x\nb,y\n", "t.csv", {"task": "summarize"}, 422, "task", "one of"),
+    (b"text,label\na,x\nb,y\n", "t.csv", {"task": "summarize"}, 422, "task", "text-classification"),
     (b"PK\x03\x04rest-of-a-zip", "images.zip", {}, 422, "file", "not a readable ZIP"),
     (b"a\tb\n", "table.tsv", {}, 415, "file", "Unsupported file type"),
 ])

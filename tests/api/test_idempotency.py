@@ -1,37 +1,17 @@
 """Idempotency-Key: a retried create replays the first response, even under 50 concurrent
 identical requests against a real server process; another body with the same key is 409."""
-import os
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from helpers import toy_csv
-
-from conftest import ROOT
+from helpers import toy_csv, uvicorn_server
 
 
 @pytest.fixture(scope="module")
 def server(environment):
     """The API as uvicorn serves it, in its own process, on a free loopback port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port),
-                             "--log-level", "warning"], cwd=ROOT, env=os.environ.copy())
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/healthz").status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield base
-    proc.terminate()
-    proc.wait(timeout=30)
+    with uvicorn_server() as base:
+        yield base
 
 
 def test_50_concurrent_identical_creates_make_exactly_one_job(client, server, monkeypatch):

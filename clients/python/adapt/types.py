@@ -31,6 +31,8 @@ class Dataset(Resource):
     num_examples: int
     labels: list[str]
     class_counts: dict[str, int]
+    # Accepted, but worth a look (e.g. labels that differ only in look-alike characters).
+    warnings: list[str] = []
     status: str
     created_at: datetime
     text_column: str | None = None
