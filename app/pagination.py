@@ -6,6 +6,8 @@ from pydantic import BaseModel
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
+from app.errors import AppError
+
 
 class Page(BaseModel):
     limit: int = 20
@@ -19,9 +21,19 @@ async def page_params(limit: Annotated[int, Query(ge=1, le=100)] = 20,
     return Page(limit=limit, after=after)
 
 
-def paginate(session: Session, stmt: Select, id_column, page: Page) -> tuple[list, bool]:
-    """Rows of stmt, newest first, after page.after; (rows, has_more)."""
+def paginate(session: Session, stmt: Select, id_column, page: Page,
+             scope: Select | None = None) -> tuple[list, bool]:
+    """Rows of stmt, newest first, after page.after; (rows, has_more).
+
+    `after` must name a row of `scope` (default: stmt; a wider one when stmt filters on something
+    that may change between pages, such as a status): an unknown id, or another tenant's, is a 400
+    `invalid_cursor` (the same answer for both), never a silent first page."""
     if page.after:
+        known = (stmt if scope is None else scope).with_only_columns(id_column).where(
+            id_column == page.after).limit(1)
+        if session.scalar(known) is None:
+            raise AppError("after: not a cursor of this list (use the last id of the prior page)",
+                           code="invalid_cursor", param="after")
         stmt = stmt.where(id_column < page.after)
     rows = list(session.scalars(stmt.order_by(id_column.desc()).limit(page.limit + 1)))
     return rows[: page.limit], len(rows) > page.limit

@@ -13,8 +13,9 @@ def get(session: Session, tenant: str, dataset_id: str, param: str = "id") -> Da
 
 
 def list_page(session: Session, tenant: str, page: Page) -> tuple[list[Dataset], bool]:
-    stmt = select(Dataset).where(Dataset.tenant_id == tenant, Dataset.status != "deleted")
-    return paginate(session, stmt, Dataset.id, page)
+    scope = select(Dataset).where(Dataset.tenant_id == tenant)  # a since-deleted cursor still pages
+    stmt = scope.where(Dataset.status != "deleted")
+    return paginate(session, stmt, Dataset.id, page, scope=scope)
 
 
 def active_job_using(session: Session, dataset_id: str) -> str | None:

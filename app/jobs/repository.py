@@ -21,10 +21,10 @@ def active_count(session: Session, tenant: str) -> int:
 
 
 def list_page(session: Session, tenant: str, page: Page, status: str | None) -> tuple[list[Job], bool]:
-    stmt = select(Job).where(Job.tenant_id == tenant)
+    scope = stmt = select(Job).where(Job.tenant_id == tenant)
     if status:
         stmt = stmt.where(Job.status == status)
-    return paginate(session, stmt, Job.id, page)
+    return paginate(session, stmt, Job.id, page, scope=scope)
 
 
 def events_after(session: Session, job_id: str, after: int, limit: int = 1000) -> list[JobEvent]:
