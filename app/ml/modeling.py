@@ -1,11 +1,17 @@
 """A text classifier: a transformers encoder, the pooling its checkpoint was trained with, a head.
 
-Exported checkpoints are a plain transformers directory (config.json, model.safetensors, tokenizer)
-plus head.safetensors and adapt.json, so `AutoModel.from_pretrained(dir)` loads the encoder as is.
+Exported checkpoints are a transformers model directory of their own class: config.json
+(`model_type` "adapt-text-classifier", the encoder's config under `adapt_encoder`, `auto_map` →
+the shipped modeling_adapt.py), model.safetensors (encoder.* and head.* — this TextClassifier's
+own state dict), the tokenizer, adapt.json, and a sentence-transformers layout (modules.json,
+1_Pooling/) for the encoder's embeddings. `AutoModelForSequenceClassification` and
+`pipeline("text-classification")` load it with trust_remote_code=True, and refuse without.
+Checkpoints of the old layout (the encoder's own config + head.safetensors) still load here.
 """
 import copy
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import torch
@@ -14,10 +20,17 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
+from app.ml import modeling_adapt
+from app.ml.modeling_adapt import MODEL_TYPE, AdaptTextClassifierConfig, build_encoder, pool
+
 log = logging.getLogger(__name__)
 
 ADAPT_FILE = "adapt.json"
-HEAD_FILE = "head.safetensors"
+HEAD_FILE = "head.safetensors"  # the old layout's head (new checkpoints: in model.safetensors)
+WEIGHTS_FILE = "model.safetensors"
+AUTO_MAP = {"AutoConfig": "modeling_adapt.AdaptTextClassifierConfig",
+            "AutoModel": "modeling_adapt.AdaptEncoderModel",
+            "AutoModelForSequenceClassification": "modeling_adapt.AdaptForSequenceClassification"}
 
 
 def detect_pooling(model_dir: Path) -> tuple[str, bool]:
@@ -35,15 +48,6 @@ def detect_pooling(model_dir: Path) -> tuple[str, bool]:
     if modules.is_file():
         normalize = any(m.get("type", "").endswith("Normalize") for m in json.loads(modules.read_text()))
     return pooling, normalize
-
-
-def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
-    if mode == "cls":
-        return hidden[:, 0]
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    if mode == "max":
-        return hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
-    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
 
 
 class TextClassifier(nn.Module):
@@ -142,26 +146,65 @@ def export(model: TextClassifier, tokenizer, labels: list[str], out_dir: Path, e
     encoder = model.encoder
     if hasattr(encoder, "merge_and_unload"):  # peft: export plain weights, not base + adapter
         encoder = copy.deepcopy(encoder).merge_and_unload()
-    encoder.config.id2label = dict(enumerate(labels))
-    encoder.config.label2id = {name: i for i, name in enumerate(labels)}
-    encoder.save_pretrained(out_dir, safe_serialization=True)
+    config = AdaptTextClassifierConfig(
+        adapt_encoder=encoder.config.to_dict(), pooling=model.pooling, normalize=model.normalize,
+        scale=model.scale, id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+        architectures=["AdaptForSequenceClassification"])
+    config.auto_map = AUTO_MAP
+    config.save_pretrained(out_dir)
+    weights = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
+    weights |= {f"head.{k}": v for k, v in model.head.state_dict().items()}
+    save_file({k: v.detach().cpu().contiguous().clone() for k, v in weights.items()},
+              str(out_dir / WEIGHTS_FILE), metadata={"format": "pt"})
+    shutil.copyfile(modeling_adapt.__file__, out_dir / "modeling_adapt.py")
     tokenizer.save_pretrained(out_dir)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
-              str(out_dir / HEAD_FILE))
+    _sentence_transformers_layout(out_dir, model, encoder.config.hidden_size,
+                                  extra.get("max_length", 128))
     meta = {"task": "text-classification", "labels": labels, "pooling": model.pooling,
             "normalize": model.normalize, "scale": model.scale, **extra}
     (out_dir / ADAPT_FILE).write_text(json.dumps(meta, indent=2))
     (out_dir / "README.md").write_text(_README.format(labels=labels, pooling=model.pooling))
 
 
+def _sentence_transformers_layout(out_dir: Path, model: TextClassifier, dim: int,
+                                  max_length: int) -> None:
+    """modules.json + 1_Pooling (+ Normalize): SentenceTransformer(dir, trust_remote_code=True)
+    gives the encoder's pooled embeddings (the classifier's features, before the scale)."""
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling",
+                "type": "sentence_transformers.models.Pooling"}]
+    if model.normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize",
+                        "type": "sentence_transformers.models.Normalize"})
+        (out_dir / "2_Normalize").mkdir(exist_ok=True)
+    (out_dir / "modules.json").write_text(json.dumps(modules, indent=2))
+    (out_dir / "1_Pooling").mkdir(exist_ok=True)
+    (out_dir / "1_Pooling" / "config.json").write_text(json.dumps({
+        "word_embedding_dimension": dim, "pooling_mode_cls_token": model.pooling == "cls",
+        "pooling_mode_mean_tokens": model.pooling == "mean",
+        "pooling_mode_max_tokens": model.pooling == "max",
+        "pooling_mode_mean_sqrt_len_tokens": False}, indent=2))
+    (out_dir / "sentence_bert_config.json").write_text(json.dumps(
+        {"max_seq_length": max_length, "do_lower_case": False}, indent=2))
+
+
 def load_exported(ckpt_dir: str | Path, device: str = "cpu") -> tuple[TextClassifier, object, dict]:
-    """(model in eval mode, tokenizer, adapt.json) from a directory written by export()."""
+    """(model in eval mode, tokenizer, adapt.json) from a directory written by export(), of either
+    layout: this one (model_type adapt-text-classifier, one model.safetensors) or the old one (the
+    encoder's own directory + head.safetensors)."""
     ckpt_dir = Path(ckpt_dir)
     meta = json.loads((ckpt_dir / ADAPT_FILE).read_text())
-    model = TextClassifier(load_encoder(ckpt_dir), len(meta["labels"]), meta["pooling"],
-                           meta["normalize"], 0.0)
+    config = json.loads((ckpt_dir / "config.json").read_text())
+    if config.get("model_type") == MODEL_TYPE:
+        model = TextClassifier(build_encoder(config["adapt_encoder"]), len(meta["labels"]),
+                               meta["pooling"], meta["normalize"], 0.0)
+        model.load_state_dict(load_file(str(ckpt_dir / WEIGHTS_FILE)))
+    else:
+        model = TextClassifier(load_encoder(ckpt_dir), len(meta["labels"]), meta["pooling"],
+                               meta["normalize"], 0.0)
+        model.head.load_state_dict(load_file(str(ckpt_dir / HEAD_FILE)))
     model.scale = meta.get("scale", model.scale)
-    model.head.load_state_dict(load_file(str(ckpt_dir / HEAD_FILE)))
     return model.to(device).eval(), load_tokenizer(ckpt_dir), meta
 
 
@@ -189,21 +232,14 @@ _README = """# A text classifier fine-tuned with adapt
 Labels: {labels}. Pooling over tokens: {pooling} (as the base model was trained).
 
 ```python
-import json, torch
-from safetensors.torch import load_file
-from transformers import AutoModel, AutoTokenizer
+from transformers import pipeline
 
-path = "."  # this directory
-tok, enc = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
-meta, head = json.load(open(f"{{path}}/adapt.json")), load_file(f"{{path}}/head.safetensors")
-batch = tok(["a fine film"], padding=True, truncation=True, return_tensors="pt")
-with torch.no_grad():
-    hidden = enc(**batch).last_hidden_state
-    m = batch["attention_mask"].unsqueeze(-1).float()
-    feats = (hidden * m).sum(1) / m.sum(1)          # mean pooling
-    if meta["normalize"]:
-        feats = torch.nn.functional.normalize(feats, dim=-1) * meta["scale"]
-    probs = (feats @ head["weight"].T + head["bias"]).softmax(-1)
-print(meta["labels"][probs.argmax(-1).item()])
+clf = pipeline("text-classification", model=".", trust_remote_code=True)  # this directory
+print(clf(["a fine film"], top_k=None))
 ```
+
+`trust_remote_code=True` runs `modeling_adapt.py` from this directory (encoder, pooling, linear
+head); without it transformers refuses to load the model rather than guess a head.
+`AutoModelForSequenceClassification.from_pretrained(".", trust_remote_code=True)` gives the model
+itself, and `SentenceTransformer(".", trust_remote_code=True)` the encoder's embeddings.
 """

@@ -5,9 +5,8 @@ import io
 import zipfile
 
 import pytest
-import torch
 from helpers import toy_csv, wait_for_job
-from transformers import AutoModel
+from transformers import AutoModelForSequenceClassification, pipeline
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -80,16 +79,33 @@ def test_one_checkpoint_per_epoch_and_the_best_is_marked(client, finished_job):
     assert model["checkpoint"] == best[0]["id"] and model["job"] == finished_job["id"]
 
 
-def test_checkpoint_zip_loads_with_transformers_as_it_is(client, finished_job, tmp_path):
-    ckpt = client.get(f"/v1/jobs/{finished_job['id']}/checkpoints").json()["data"][-1]
-    res = client.get(f"/v1/checkpoints/{ckpt['id']}/content")
+def test_checkpoint_zip_loads_with_transformers_and_predicts_what_the_api_does(
+        client, finished_job, tmp_path):
+    """The downloaded ZIP, unzipped: pipeline(trust_remote_code=True) gives the API's top label
+    and score for each text; without trust_remote_code, transformers refuses to load it."""
+    model = client.get(f"/v1/models/{finished_job['model']}").json()
+    res = client.get(f"/v1/checkpoints/{model['checkpoint']}/content")
     assert res.status_code == 200 and res.headers["content-type"] == "application/zip"
     with zipfile.ZipFile(io.BytesIO(res.content)) as zf:
         names = set(zf.namelist())
         zf.extractall(tmp_path)
-    assert {"config.json", "model.safetensors", "head.safetensors", "adapt.json"} <= names
-    encoder = AutoModel.from_pretrained(tmp_path)
-    assert isinstance(encoder, torch.nn.Module) and encoder.config.hidden_size == 32
+    assert {"config.json", "model.safetensors", "modeling_adapt.py", "adapt.json",
+            "modules.json"} <= names
+    words = ["superb", "awful", "brilliant", "dull", "great", "boring", "moving", "tedious"]
+    texts = [f"{words[i % 8]} {words[(i * 3 + 1) % 8]} film" for i in range(19)] + ["film"]
+    api = client.post(f"/v1/models/{finished_job['model']}/predict",
+                      json={"inputs": texts}).json()["predictions"]
+    clf = pipeline("text-classification", model=str(tmp_path), trust_remote_code=True)
+    local = clf(texts)
+    assert len(local) == len(api) == 20
+    for got, want in zip(local, api, strict=True):
+        assert got["label"] == want["label"]
+        assert abs(got["score"] - want["score"]) < 1e-4
+    assert {p["label"] for p in api} == {"good", "bad"}
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        pipeline("text-classification", model=str(tmp_path))
 
 
 def test_predict_and_evaluation(client, finished_job):

@@ -5,7 +5,7 @@ import random
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModel
+from transformers import AutoModelForSequenceClassification
 
 from app.ml.callbacks import Callback
 from app.ml.config import TrainConfig, resolve_hyperparameters
@@ -92,22 +92,24 @@ def test_lora_exports_merged_plain_weights(tiny_model, tmp_path):
     assert not any("lora" in k for k in weights)
     base = load_file(str(tiny_model / "model.safetensors"))
     key = next(k for k in weights if k.endswith("attention.self.query.weight"))
-    assert not torch.equal(weights[key], base[key])  # the adapter was merged in
+    assert not torch.equal(weights[key], base[key.removeprefix("encoder.")])  # adapter merged in
 
 
 def test_exported_checkpoint_loads_with_transformers_and_predicts_the_same(tiny_model, tmp_path):
     recipe = make_recipe(tiny_model, tmp_path)
     recipe.train()
     path = recipe.save_checkpoint()  # the final weights (the best may be an earlier epoch)
-    encoder = AutoModel.from_pretrained(path)  # the plain library, as is
-    assert encoder.config.id2label == {0: "bad", 1: "good"}
+    hf = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True)
+    assert hf.config.id2label == {0: "bad", 1: "good"}
     model, tok, meta = load_exported(path)
     batch = tok(["superb great film", "dull boring film"], padding=True, return_tensors="pt")
     recipe.model.eval()
     with torch.no_grad():
         expected = recipe.model(batch["input_ids"], batch["attention_mask"])
         got = model(batch["input_ids"], batch["attention_mask"])
+        library = hf(**batch).logits
     assert torch.allclose(expected, got, atol=1e-5)
+    assert torch.allclose(expected, library, atol=1e-5)
     assert meta["labels"] == ["bad", "good"]
     assert got.argmax(-1).tolist() == [1, 0]
 

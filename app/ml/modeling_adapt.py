@@ -1,0 +1,105 @@
+"""The classifier as a transformers model class, shipped inside every exported text checkpoint
+(config.json's `auto_map` points at it), so that
+
+    AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True)
+    pipeline("text-classification", model=path, trust_remote_code=True)
+
+build exactly what the service predicts with: the encoder, the pooling it was trained with (→ L2
+normalise and scale, when so), a linear head. config.json's `model_type` is one transformers does
+not know, so loading without trust_remote_code raises instead of guessing a head.
+
+Self-contained on purpose (torch and transformers only): this file is copied as it is.
+"""
+import torch
+from torch import nn
+from transformers import AutoModel, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+MODEL_TYPE = "adapt-text-classifier"
+
+
+class AdaptTextClassifierConfig(PretrainedConfig):
+    """The encoder's own config (a dict, under `adapt_encoder`) + pooling, normalize, scale."""
+
+    model_type = MODEL_TYPE
+
+    def __init__(self, adapt_encoder: dict | None = None, pooling: str = "mean",
+                 normalize: bool = False, scale: float = 1.0, **kwargs):
+        self.adapt_encoder = dict(adapt_encoder or {})
+        self.pooling, self.normalize, self.scale = pooling, normalize, scale
+        super().__init__(**kwargs)
+
+
+def encoder_config(cfg: dict) -> PretrainedConfig:
+    return CONFIG_MAPPING[cfg["model_type"]].from_dict(cfg)
+
+
+def build_encoder(cfg: dict) -> nn.Module:
+    """The encoder from its config dict, without weights (they come from model.safetensors)."""
+    config = encoder_config(cfg)
+    try:
+        return AutoModel.from_config(config, add_pooling_layer=False)
+    except TypeError:  # architectures without a pooler don't take the argument
+        return AutoModel.from_config(config)
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    if mode == "cls":
+        return hidden[:, 0]
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    if mode == "max":
+        return hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
+    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+
+
+class _AdaptPreTrained(PreTrainedModel):
+    config_class = AdaptTextClassifierConfig
+    base_model_prefix = "encoder"
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):  # only what the checkpoint lacks is initialised
+            module.weight.data.normal_(0.0, 0.02)
+            if module.bias is not None:
+                module.bias.data.zero_()
+
+
+class AdaptEncoderModel(_AdaptPreTrained):
+    """The encoder alone (AutoModel): token embeddings, e.g. for sentence-transformers."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^head\."]
+
+    def __init__(self, config: AdaptTextClassifierConfig):
+        super().__init__(config)
+        self.encoder = build_encoder(config.adapt_encoder)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, **kwargs) -> BaseModelOutput:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        return BaseModelOutput(last_hidden_state=out.last_hidden_state)
+
+
+class AdaptForSequenceClassification(_AdaptPreTrained):
+    """encoder → pooling (→ L2 normalise × scale) → dropout → linear: logits per label."""
+
+    def __init__(self, config: AdaptTextClassifierConfig):
+        super().__init__(config)
+        self.encoder = build_encoder(config.adapt_encoder)
+        self.dropout = nn.Dropout(0.0)
+        self.head = nn.Linear(self.encoder.config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None,
+                **kwargs) -> SequenceClassifierOutput:
+        # token_type_ids are not passed on: the service's encoder runs without them too
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        feats = pool(hidden, attention_mask, self.config.pooling)
+        if self.config.normalize:
+            feats = nn.functional.normalize(feats, dim=-1) * self.config.scale
+        logits = self.head(self.dropout(feats))
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
