@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     keep_last_checkpoints: int = Field(default=2, ge=1)
     # Seconds between the worker's maintenance passes: expired leases, lost queue messages.
     reconcile_interval_s: float = Field(default=2.0, gt=0)
+    # Each worker process refreshes its row in `workers` this often; one silent for 3 intervals
+    # no longer counts among the workers a queued job shows (`queue.workers`).
+    worker_heartbeat_s: float = Field(default=5.0, gt=0)
     # Attempts without progress (the worker died, or met a transient error, before saving a resume
     # checkpoint past where it started) before a job fails for good; attempts that made progress
     # don't count.

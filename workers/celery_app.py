@@ -2,13 +2,14 @@
 import logging
 
 from celery import Celery
-from celery.signals import setup_logging, worker_ready
+from celery.signals import setup_logging, worker_ready, worker_shutdown
 from transformers.utils import logging as hf_logging
 
 from app.config import get_settings
 from app.observability import configure_logging
 from app.queue import TRAIN_QUEUE, broker_options
 from workers import shutdown
+from workers.heartbeat import Heartbeat
 from workers.maintenance import Maintenance
 from workers.webhooks import WebhookDispatcher
 
@@ -37,9 +38,19 @@ def _setup_logging(**_kwargs) -> None:
 
 @worker_ready.connect
 def _on_ready(**_kwargs) -> None:
-    """Quiet the progress bars, trap SIGTERM, start the maintenance and webhook threads."""
+    """Quiet the progress bars, trap SIGTERM, start the heartbeat, maintenance and webhook
+    threads."""
     hf_logging.disable_progress_bar()
     logging.getLogger("transformers").setLevel(logging.ERROR)
     shutdown.install()
+    _heartbeat.start()
     Maintenance(get_settings().reconcile_interval_s).start()
     WebhookDispatcher().start()
+
+
+_heartbeat = Heartbeat(settings.worker_heartbeat_s)
+
+
+@worker_shutdown.connect
+def _on_shutdown(**_kwargs) -> None:
+    _heartbeat.stop()

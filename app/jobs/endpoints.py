@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
+from app.config import Settings
 from app.keys.auth import Tenant
 from app.db import DbSession, session_scope
 from app.deps import SettingsDep, StorageDep
@@ -34,58 +35,65 @@ def create_job(req: JobCreate, session: DbSession, settings: SettingsDep, tenant
                idem: IdempotencyDep):
     """Start a fine-tune job; it is queued and picked up by a worker."""
     return idem.run(session, tenant, request_hash("job", req.model_dump(mode="json")),
-                    lambda: JobOut.model_validate(service.create(session, settings, tenant, req))
+                    lambda: service.out(session, settings,
+                                        service.create(session, settings, tenant, req))
                     .model_dump(mode="json"))
 
 
 @router.get("/jobs", response_model=ListOf[JobOut])
-def list_jobs(session: DbSession, tenant: Tenant, page: Annotated[Page, Depends(page_params)],
-              status: JobStatus | None = None):
+def list_jobs(session: DbSession, settings: SettingsDep, tenant: Tenant,
+              page: Annotated[Page, Depends(page_params)], status: JobStatus | None = None):
     rows, has_more = repository.list_page(session, tenant, page, status)
-    return ListOf[JobOut](data=rows, has_more=has_more)
+    return ListOf[JobOut](data=service.outs(session, settings, rows), has_more=has_more)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
-def get_job(job_id: str, session: DbSession, tenant: Tenant):
-    return service.get(session, tenant, job_id)
+def get_job(job_id: str, session: DbSession, settings: SettingsDep, tenant: Tenant):
+    """The job; while it is queued, `queue` says its place and how many workers take jobs."""
+    return service.out(session, settings, service.get(session, tenant, job_id))
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut)
-def cancel_job(job_id: str, session: DbSession, tenant: Tenant):
+def cancel_job(job_id: str, session: DbSession, settings: SettingsDep, tenant: Tenant):
     """Cancel a queued or running job (409 when it has already finished)."""
-    return service.cancel(session, tenant, job_id)
+    return service.out(session, settings, service.cancel(session, tenant, job_id))
 
 
 @router.get("/jobs/{job_id}/events", response_model=EventList,
             responses={200: {"content": {"text/event-stream": {}}}})
-def job_events(job_id: str, request: Request, session: DbSession, tenant: Tenant,
+def job_events(job_id: str, request: Request, session: DbSession, settings: SettingsDep,
+               tenant: Tenant,
                after: Annotated[int, Query(ge=0)] = 0,
                last_event_id: Annotated[str | None, Header()] = None):
     """The job's events, oldest first; with Accept: text/event-stream they stream live (SSE)."""
     job = service.get(session, tenant, job_id)
     if "text/event-stream" in request.headers.get("accept", ""):
         start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
-        return StreamingResponse(_sse(job.id, start, request), media_type="text/event-stream",
+        return StreamingResponse(_sse(job.id, start, request, settings), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     return EventList(data=[EventOut.model_validate(e)
                            for e in repository.events_after(session, job.id, after)])
 
 
-def _poll(job_id: str, after: int) -> tuple[list[dict], dict | None, bool]:
+def _poll(job_id: str, after: int, settings: Settings) -> tuple[list[dict], dict | None, bool]:
     with session_scope() as s:
         rows = [EventOut.model_validate(e).model_dump(mode="json")
                 for e in repository.events_after(s, job_id, after)]
         status, progress = repository.status_and_progress(s, job_id)
+        if status == "queued":  # its place in the queue and the workers, as JobOut.queue
+            queue = service.queue_of(s, settings, [job_id])[job_id]
+            progress = {**(progress or {}), "queue": queue.model_dump()}
         return rows, progress, status in FINAL_STATUSES
 
 
-async def _sse(job_id: str, after: int, request: Request):
+async def _sse(job_id: str, after: int, request: Request, settings: Settings):
     """Follow the event log until the job has finished and every event was sent. Progress
-    (step, ETA, loss) goes out as `progress` events without an id: live state, not part of the
-    resumable log, so Last-Event-ID still names the last logged event."""
+    (step, ETA, loss; while queued also `queue`: position, workers) goes out as `progress` events
+    without an id: live state, not part of the resumable log, so Last-Event-ID still names the
+    last logged event."""
     progress = None
     while not await request.is_disconnected():
-        rows, now, finished = await run_in_threadpool(_poll, job_id, after)
+        rows, now, finished = await run_in_threadpool(_poll, job_id, after, settings)
         for row in rows:
             after = row["id"]
             yield f"id: {row['id']}\nevent: {row['type']}\ndata: {json.dumps(row)}\n\n"

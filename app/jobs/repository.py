@@ -1,8 +1,10 @@
-from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from datetime import datetime
 
-from app.models import ACTIVE_STATUSES, Checkpoint, Job, JobEvent, JobMetric
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, aliased
+
+from app.models import ACTIVE_STATUSES, Checkpoint, Job, JobEvent, JobMetric, Worker
 from app.pagination import Page, paginate
 from app.repository import get_owned
 
@@ -18,6 +20,37 @@ def status_and_progress(session: Session, job_id: str) -> tuple[str, dict | None
 def active_count(session: Session, tenant: str) -> int:
     return session.scalar(select(func.count()).select_from(Job).where(
         Job.tenant_id == tenant, Job.status.in_(ACTIVE_STATUSES)))
+
+
+def queue_state(session: Session, job_ids: list[str],
+                alive_since: datetime) -> tuple[dict[str, int], int]:
+    """({queued job id: its 1-based place among the queued jobs of every tenant, by enqueued_at},
+    the number of workers heard from since alive_since), in one statement of COUNTs. Only counts
+    come back: nothing of the other tenants' jobs."""
+    other = aliased(Job)
+    places = []
+    for job_id in job_ids:
+        mine = select(Job.enqueued_at).where(Job.id == job_id).scalar_subquery()
+        places.append(select(func.count()).select_from(other).where(
+            other.status == "queued",
+            or_(other.enqueued_at < mine, and_(other.enqueued_at == mine, other.id <= job_id)))
+            .scalar_subquery())
+    workers = select(func.count()).select_from(Worker).where(
+        Worker.heartbeat_at >= alive_since).scalar_subquery()
+    row = session.execute(select(workers, *places)).one()
+    return {job_id: max(n, 1) for job_id, n in zip(job_ids, row[1:], strict=True)}, row[0]
+
+
+def worker_heartbeat(session: Session, worker_id: str, now: datetime, forget_before: datetime) -> None:
+    """The worker's row, refreshed (made on its first beat); rows of long-dead workers removed."""
+    done = session.execute(update(Worker).where(Worker.id == worker_id).values(heartbeat_at=now))
+    if not done.rowcount:
+        session.add(Worker(id=worker_id, started_at=now, heartbeat_at=now))
+    session.execute(delete(Worker).where(Worker.heartbeat_at < forget_before))
+
+
+def worker_gone(session: Session, worker_id: str) -> None:
+    session.execute(delete(Worker).where(Worker.id == worker_id))
 
 
 def list_page(session: Session, tenant: str, page: Page, status: str | None) -> tuple[list[Job], bool]:

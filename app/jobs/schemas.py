@@ -40,6 +40,13 @@ class JobCreate(BaseModel):
     metadata: dict[Stored, Stored] = Field(default_factory=dict, max_length=16)
 
 
+class QueueOut(BaseModel):
+    position: int = Field(description="1 = next to start: the queued jobs of every tenant ahead "
+                                      "of this one (by when they were queued), plus one")
+    workers: int = Field(description="worker processes taking jobs now (heard from within the "
+                                     "last few seconds)")
+
+
 class JobOut(ApiModel):
     object: Literal["job"] = "job"
     id: str
@@ -63,6 +70,8 @@ class JobOut(ApiModel):
     started_at: OptionalTimestamp
     finished_at: OptionalTimestamp
     metadata: dict[str, str] = Field(validation_alias="user_metadata")
+    queue: QueueOut | None = Field(default=None, description="while queued: its place in the "
+                                   "queue and how many workers take jobs; null otherwise")
 
 
 class EventOut(ApiModel):

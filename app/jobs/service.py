@@ -1,4 +1,6 @@
 """Jobs: validate a request against the catalog and datasets, record it, send it after commit."""
+from datetime import timedelta
+
 from sqlalchemy.orm import Session
 
 from app.base_models import catalog
@@ -8,9 +10,10 @@ from app.db import serialize_on
 from app.errors import Conflict, InvalidInput, RateLimited
 from app.ids import new_id
 from app.jobs import lifecycle, repository
-from app.jobs.schemas import JobCreate
+from app.jobs.schemas import JobCreate, JobOut, QueueOut
 from app.ml.config import resolve_hyperparameters
 from app.models import FINAL_STATUSES, Checkpoint, Dataset, Job
+from app.models.base import utcnow
 
 
 def _dataset(session: Session, tenant: str, dataset_id: str, param: str) -> Dataset:
@@ -87,3 +90,22 @@ def cancel(session: Session, tenant: str, job_id: str) -> Job:
 
 def checkpoint(session: Session, tenant: str, checkpoint_id: str) -> Checkpoint:
     return repository.checkpoint(session, tenant, checkpoint_id)
+
+
+def queue_of(session: Session, settings: Settings, job_ids: list[str]) -> dict[str, QueueOut]:
+    """{queued job id: its place and the live worker count} (one statement; {} for none)."""
+    if not job_ids:
+        return {}
+    alive_since = utcnow() - timedelta(seconds=3 * settings.worker_heartbeat_s)
+    places, workers = repository.queue_state(session, job_ids, alive_since)
+    return {job_id: QueueOut(position=n, workers=workers) for job_id, n in places.items()}
+
+
+def outs(session: Session, settings: Settings, jobs: list[Job]) -> list[JobOut]:
+    """The jobs as the API shows them: `queue` filled in for the queued ones."""
+    queue = queue_of(session, settings, [j.id for j in jobs if j.status == "queued"])
+    return [JobOut.model_validate(j).model_copy(update={"queue": queue.get(j.id)}) for j in jobs]
+
+
+def out(session: Session, settings: Settings, job: Job) -> JobOut:
+    return outs(session, settings, [job])[0]

@@ -11,9 +11,11 @@ from app.models.model import Model
 from app.models.uploaded_base_model import UploadedBaseModel
 from app.models.webhook_delivery import WebhookDelivery
 from app.models.webhook_endpoint import WebhookEndpoint
+from app.models.worker import Worker
 
 __all__ = [
     "ACTIVE_STATUSES", "FINAL_STATUSES", "ApiKey", "Base", "Checkpoint", "Dataset", "IdempotencyKey", "Job",
     "JobEvent",
     "JobMetric", "Model", "UploadedBaseModel", "WebhookDelivery", "WebhookEndpoint",
+    "Worker",
 ]

@@ -57,6 +57,7 @@ class JobProgress(Resource):
     eta_seconds: float | None = None
     samples_per_second: float | None = None
     train_loss: float | None = None
+    queue: dict[str, Any] | None = None  # while queued: {"position": n, "workers": k}
 
 
 class JobError(Resource):
@@ -87,6 +88,8 @@ class Job(Resource):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     metadata: dict[str, str] = {}
+    # while queued: {"position": n (1 = next), "workers": k (taking jobs now)}; None otherwise
+    queue: dict[str, Any] | None = None
     _client: Client | None = PrivateAttr(default=None)
 
     @property
