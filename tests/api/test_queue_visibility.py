@@ -90,3 +90,17 @@ def test_running_and_finished_jobs_have_no_queue(client, two_queued_jobs):
     _, (first, _) = two_queued_jobs
     client.post(f"/v1/jobs/{first['id']}/cancel")
     assert client.get(f"/v1/jobs/{first['id']}").json()["queue"] is None
+
+
+def test_a_running_worker_process_is_counted(client, worker, monkeypatch):
+    """Last in this file: it starts the session's worker process, whose heartbeat thread makes
+    its row at start-up; a job queued now shows it."""
+    monkeypatch.setattr("app.queue.send_training", lambda _id: None)
+    ds = client.post("/v1/datasets", files={"file": ("q.csv", toy_csv(20))}).json()
+    job = client.post("/v1/jobs", json={"base_model": "tiny-bert",
+                                        "training_dataset": ds["id"]}).json()
+    try:
+        assert live_workers() >= 1
+        assert job["queue"]["workers"] == live_workers()
+    finally:
+        client.post(f"/v1/jobs/{job['id']}/cancel")
