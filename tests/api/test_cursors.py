@@ -7,7 +7,9 @@ from helpers import toy_csv
 
 from app.config import get_settings
 from app.db import session_scope
+from app.ids import new_id
 from app.keys import service as keys
+from app.models import Checkpoint, Model
 
 
 @pytest.fixture
@@ -23,6 +25,20 @@ def key_for(tenant: str) -> dict:
     with session_scope() as s:
         _, key = keys.create(s, tenant, f"{tenant}-cursors", False)
     return {"Authorization": f"Bearer {key}"}
+
+
+def a_model_row(tenant: str, job_id: str) -> str:
+    """A model row of the tenant's (no training: only its id matters to a cursor)."""
+    with session_scope() as s:
+        ckpt = Checkpoint(id=new_id("ckpt"), tenant_id=tenant, job_id=job_id, step=1, epoch=1,
+                          metrics={}, bytes=0, storage_key="none")
+        s.add(ckpt)
+        s.flush()
+        model = Model(id=new_id("mdl"), tenant_id=tenant, name="m", task="text-classification",
+                      labels=["a", "b"], base_model="tiny-bert", job_id=job_id,
+                      checkpoint_id=ckpt.id, metrics={})
+        s.add(model)
+        return model.id
 
 
 def assert_invalid_cursor(res):
@@ -53,7 +69,8 @@ def test_a_known_cursor_still_pages(client, monkeypatch):
 
 def test_a_foreign_tenants_id_answers_as_an_unknown_one(client, auth_on, monkeypatch):
     monkeypatch.setattr("app.queue.send_training", lambda _id: None)
-    a, b = key_for(f"a-{uuid.uuid4().hex[:6]}"), key_for(f"b-{uuid.uuid4().hex[:6]}")
+    tenant_a = f"a-{uuid.uuid4().hex[:6]}"
+    a, b = key_for(tenant_a), key_for(f"b-{uuid.uuid4().hex[:6]}")
     ds = client.post("/v1/datasets", files={"file": ("c.csv", toy_csv(20))}, headers=a).json()
     job = client.post("/v1/jobs", headers=a, json={"base_model": "tiny-bert",
                                                     "training_dataset": ds["id"]}).json()
@@ -61,8 +78,9 @@ def test_a_foreign_tenants_id_answers_as_an_unknown_one(client, auth_on, monkeyp
                                                       "events": ["job.succeeded"]})
     assert wh.status_code == 201, wh.text
     wh = wh.json()
+    mdl = a_model_row(tenant_a, job["id"])
     for route, own in (("/v1/datasets", ds["id"]), ("/v1/jobs", job["id"]),
-                       ("/v1/webhooks", wh["id"])):
+                       ("/v1/webhooks", wh["id"]), ("/v1/models", mdl)):
         assert client.get(route, params={"after": own}, headers=a).status_code == 200
         foreign = assert_invalid_cursor(client.get(route, params={"after": own}, headers=b))
         prefix = own.split("_")[0]
@@ -72,3 +90,4 @@ def test_a_foreign_tenants_id_answers_as_an_unknown_one(client, auth_on, monkeyp
     deliveries = f"/v1/webhooks/{wh['id']}/deliveries"
     assert client.get(deliveries, headers=a).status_code == 200
     assert_invalid_cursor(client.get(deliveries, params={"after": "dlv_bogus"}, headers=a))
+    client.post(f"/v1/jobs/{job['id']}/cancel", headers=a)  # no worker should ever run it
