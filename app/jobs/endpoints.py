@@ -69,7 +69,8 @@ def job_events(job_id: str, request: Request, session: DbSession, settings: Sett
     job = service.get(session, tenant, job_id)
     if "text/event-stream" in request.headers.get("accept", ""):
         start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
-        return StreamingResponse(_sse(job.id, start, request, settings), media_type="text/event-stream",
+        return StreamingResponse(_sse(job.id, start, request, settings),
+                                 media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     return EventList(data=[EventOut.model_validate(e)
                            for e in repository.events_after(session, job.id, after)])
