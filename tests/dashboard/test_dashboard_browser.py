@@ -299,3 +299,62 @@ def test_keyless_default_and_api_errors_are_shown(servers, page):
     expect(page.locator(".error[data-code=not_found]")).to_contain_text("404")
     page.goto(base + "/#/models")
     expect(page.locator("#models")).to_be_visible()
+
+
+def fake_job(job_id: str, status: str, **extra) -> dict:
+    return {"object": "job", "id": job_id, "status": status, "base_model": "tiny-bert",
+            "training_dataset": "ds_fake", "validation_dataset": None, "validation_split": 0.1,
+            "method": "head", "hyperparameters": {"epochs": 1}, "early_stopping": None,
+            "select_checkpoint_by": "val_accuracy", "seed": 42, "suffix": None, "progress": None,
+            "metrics": None, "error": None, "model": None, "attempts": 0,
+            "created_at": "2026-01-01T00:00:00Z", "started_at": None, "finished_at": None,
+            "metadata": {}, **extra}
+
+
+def serve_fake_jobs(page, jobs: dict, metrics: dict, checkpoints: dict) -> None:
+    """Answer the job page's calls for made-up jobs (the shapes the API gives) in the browser."""
+    import json
+
+    def handle(route):
+        path = route.request.url.split("/v1/jobs/", 1)[1].split("?")[0]
+        job_id, _, what = path.partition("/")
+        if what == "events":
+            return route.fulfill(status=200, content_type="text/event-stream", body="")
+        body = {"": jobs[job_id], "metrics": {"object": "list", "data": metrics.get(job_id, [])},
+                "checkpoints": {"object": "list", "data": checkpoints.get(job_id, [])}}[what]
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    page.route(re.compile(r".*/v1/jobs/job_fake\w*(/\w+)?(\?.*)?$"), handle)
+
+
+def test_queue_position_and_a_one_epoch_chart(servers, page):
+    """A queued job says its place in the queue when the API gives one (and nothing when not); a
+    one-epoch chart whose values differ by 0.0014 is not stretched over the full height."""
+    from playwright.sync_api import expect
+
+    base = servers["open"]
+    ckpt = {"object": "checkpoint", "id": "ckpt_fake", "job": "job_fake_done", "step": 8, "epoch": 1,
+            "metrics": {"val_accuracy": 0.98, "val_macro_f1": 0.9814, "val_loss": 0.05},
+            "is_best": True, "bytes": 10, "created_at": "2026-01-01T00:00:00Z"}
+    serve_fake_jobs(page, {
+        "job_fake_queued": fake_job("job_fake_queued", "queued", queue={"position": 3, "workers": 2}),
+        "job_fake_plain": fake_job("job_fake_plain", "queued"),
+        "job_fake_done": fake_job("job_fake_done", "succeeded", finished_at="2026-01-01T00:01:00Z",
+                                  progress={"epoch": 1, "epochs": 1, "step": 8, "total_steps": 8}),
+    }, {"job_fake_done": [{"step": 8, "epoch": 1, "name": n, "value": v}
+                          for n, v in ckpt["metrics"].items()]}, {"job_fake_done": [ckpt]})
+    page.goto(base + "/#/jobs/job_fake_queued")
+    expect(page.locator("#queue")).to_have_text("queued: position 3, 2 workers")
+    page.goto(base + "/#/jobs/job_fake_plain")
+    expect(page.locator("#progress .progress-text")).to_have_text("waiting for a worker")
+    assert page.locator("#queue").count() == 0
+    page.goto(base + "/#/jobs/job_fake_done")
+    expect(page.locator("#val-chart .marker")).to_contain_text("chosen: epoch 1")
+    y_ticks = page.locator("#val-chart .y-ticks text").all_text_contents()
+    assert len(y_ticks) == len(set(y_ticks)) >= 2, y_ticks
+    values = [float(v) for v in y_ticks]
+    assert max(values) - min(values) >= 0.02, y_ticks  # at least ~5 % of 0.98, not 0.0014
+    assert max(values) <= 1.0
+    x_ticks = page.locator("#val-chart .x-ticks text").all_text_contents()
+    assert all(re.fullmatch(r"\d+", t) for t in x_ticks) and "1" in x_ticks, x_ticks
+    expect(page.locator("#latest-metrics")).to_contain_text("epoch 1: val_accuracy 0.9800")

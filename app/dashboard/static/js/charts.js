@@ -115,15 +115,21 @@ export function lineChart(series, { xLabel = "", width = 520, height = 240, titl
   }
   svg.append(legend);
 
+  const placed = []; // label boxes already drawn: a later label moves down until it is clear
   for (const m of markers) {
     if (!Number.isFinite(m.x) || !Number.isFinite(m.y)) continue;
     const [mx, my] = [X(m.x), Y(m.y)];
     const right = mx > width - 120;
+    const w = String(m.label).length * 6.4;
+    const lx = right ? mx - 9 - w : mx + 9;
+    let ly = my < pad.t + 20 ? my + 16 : my - 9;
+    while (placed.some(([px, py]) => Math.abs(py - ly) < 13 && lx < px + w + 4 && px < lx + w + 4)) ly += 13;
+    placed.push([lx, ly]);
+    const ring = s("circle", { cx: mx, cy: my, r: 6, class: "marker-ring" });
+    const text = s("text", { x: lx, y: ly, class: "marker-label" }, m.label);
+    if (m.color) [ring.style.stroke, text.style.fill] = [m.color, m.color]; // CSSOM: CSP-safe
     svg.append(s("g", { class: "marker", dataset: { x: m.x, y: m.y } },
-      s("line", { x1: mx, x2: mx, y1: pad.t, y2: height - pad.b, class: "marker-line" }),
-      s("circle", { cx: mx, cy: my, r: 6, class: "marker-ring" }),
-      s("text", { x: right ? mx - 9 : mx + 9, y: my < pad.t + 20 ? my + 16 : my - 9,
-                  "text-anchor": right ? "end" : "start", class: "marker-label" }, m.label),
+      s("line", { x1: mx, x2: mx, y1: pad.t, y2: height - pad.b, class: "marker-line" }), ring, text,
       s("title", null, `${m.label}: ${m.y.toPrecision(4)} @ ${label(m.x)}`)));
   }
   return svg;

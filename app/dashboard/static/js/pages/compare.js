@@ -19,7 +19,7 @@ function chartCard(name, title, runs) {
   const best = runs.map((r, i) => {
     const value = r.best?.metrics?.[name];
     return r.best && Number.isFinite(value) && name.startsWith("val_")
-      ? { x: r.best.epoch, y: value, label: `best ${i + 1}` } : null;
+      ? { x: r.best.epoch, y: value, label: `best (${r.job.id.slice(-6)})`, color: COLORS[i % COLORS.length] } : null;
   }).filter(Boolean);
   return h("div", { class: "card compare-chart", id: `compare-${name}`, dataset: { metric: name } },
     h("h2", null, title),
