@@ -137,7 +137,8 @@ class TextTask:
         share = (train_todo / len(todo) if todo
                  else n_train / max(sum(map(len, keys)), 1))
         self.feature_stats = {"examples": sum(map(len, keys)), "computed": len(computed),
-                              "seconds": round(seconds, 2), "train_seconds": round(seconds * share, 3)}
+                              "seconds": round(seconds, 2),
+                              "train_seconds": round(seconds * share, 3)}
         return [D.FeatureData(torch.stack([table[k] for k in ks]) if ks else torch.empty(0),
                               ds.labels) for ks, ds in zip(keys, datasets, strict=True)]
 

@@ -270,7 +270,8 @@ def test_train_and_predict_through_the_dashboard(servers, worker, page, capsys):
     for metric in ("val_accuracy", "val_loss", "train_loss"):
         paths = page.locator(f"#compare-{metric} path.series")
         expect(paths).to_have_count(2)
-        assert sorted(paths.evaluate_all("ps => ps.map(p => p.dataset.series)")) == sorted([job_id, other["id"]])
+        drawn = paths.evaluate_all("ps => ps.map(p => p.dataset.series)")
+        assert sorted(drawn) == sorted([job_id, other["id"]])
         assert all(int(n) >= 1 for n in paths.evaluate_all("ps => ps.map(p => p.dataset.points)"))
         expect(page.locator(f"#compare-{metric} .legend text")).to_have_count(2)
     val_points = page.locator("#compare-val_accuracy path.series").evaluate_all(
