@@ -347,9 +347,11 @@ def test_queue_position_and_a_one_epoch_chart(servers, page):
     page.goto(base + "/#/jobs/job_fake_queued")
     expect(page.locator("#queue")).to_have_text("queued: position 3, 2 workers")
     page.goto(base + "/#/jobs/job_fake_plain")
+    expect(page.locator("h1")).to_contain_text("job_fake_plain")
     expect(page.locator("#progress .progress-text")).to_have_text("waiting for a worker")
     assert page.locator("#queue").count() == 0
     page.goto(base + "/#/jobs/job_fake_done")
+    expect(page.locator("h1")).to_contain_text("job_fake_done")
     expect(page.locator("#val-chart .marker")).to_contain_text("chosen: epoch 1")
     y_ticks = page.locator("#val-chart .y-ticks text").all_text_contents()
     assert len(y_ticks) == len(set(y_ticks)) >= 2, y_ticks
