@@ -122,7 +122,7 @@ export async function download(path, filename) {
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
-/** A "Download" button for one checkpoint's ZIP (`GET /v1/checkpoints/{id}/content`). */
+/** Where a checkpoint's ZIP is served (`GET /v1/checkpoints/{id}/content`). */
 export function checkpointDownloadUrl(checkpointId) {
   return `v1/checkpoints/${encodeURIComponent(checkpointId)}/content`;
 }
