@@ -13,7 +13,8 @@ class TrainState:
     steps_per_epoch: int = 0
     samples_seen: int = 0
     train_loss: float = 0.0   # mean loss over the current epoch so far
-    elapsed_s: float = 0.0    # seconds of training (this attempt), excluding evaluation
+    elapsed_s: float = 0.0    # seconds of training, excluding evaluation (with a `head` job's
+                              # encoder pass over the training examples); saved on resume
     best_metric: float | None = None
     best_step: int | None = None
     history: list[dict] = field(default_factory=list)

@@ -131,7 +131,11 @@ class Recipe:
         self._best: tuple = (None, None, None)
         self.resumed_step = None
         if resume_from is not None:
-            self._resume(Path(resume_from))
+            self._resume(Path(resume_from))  # its state already counts the first attempt's time
+        elif self.feature_stats:
+            # A `head` job's encoder pass over the training examples, done once up front, is
+            # training time: without it samples/s would only count the tiny head's steps.
+            self.state.elapsed_s += self.feature_stats.get("train_seconds", 0.0)
 
     # -- train -------------------------------------------------------------------------------
     def train(self) -> TrainResult:

@@ -129,8 +129,16 @@ class TextTask:
         if self.feature_cache and computed:
             self.feature_cache.store(self.feature_namespace, {**cached, **computed})
         table = {**cached, **computed}
+        seconds = time.perf_counter() - t0
+        # The share of that time spent on the training examples (the first dataset): it is part
+        # of training (the encoder pass of every step, done once), so the job's samples/s counts it.
+        n_train = len(keys[0]) if keys else 0
+        train_todo = sum(1 for _, (d, _) in todo if d == 0)
+        share = (train_todo / len(todo) if todo
+                 else n_train / max(sum(map(len, keys)), 1))
         self.feature_stats = {"examples": sum(map(len, keys)), "computed": len(computed),
-                              "seconds": round(time.perf_counter() - t0, 2)}
+                              "seconds": round(seconds, 2),
+                              "train_seconds": round(seconds * share, 3)}
         return [D.FeatureData(torch.stack([table[k] for k in ks]) if ks else torch.empty(0),
                               ds.labels) for ks, ds in zip(keys, datasets, strict=True)]
 

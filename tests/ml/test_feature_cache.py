@@ -48,3 +48,19 @@ def test_overlapping_data_reuses_what_it_can_and_the_cache_is_bounded(tiny_model
     tiny.store("one", {"k": torch.zeros(4)})
     tiny.store("two", {"k": torch.ones(4)})
     assert tiny.load("one") == {} and list(tiny.load("two")) == ["k"]  # LRU evicted "one"
+
+
+def test_the_encoder_pass_over_training_examples_counts_as_training_time(tiny_model, tmp_path):
+    """samples/s of a `head` job includes computing the training examples' features (once, at
+    setup), not only the head's steps."""
+    cfg = TrainConfig(method="head", labels=["bad", "good"], seed=3,
+                      hyperparameters=resolve_hyperparameters("head", {"epochs": 1, "batch_size": 8}))
+    r = build_recipe(cfg, BaseModelSpec("text-classification", tiny_model, namespace="tiny@1"),
+                     Splits(["bad", "good"], *toy(64, 1), *toy(32, 2)), work_dir=tmp_path,
+                     feature_cache=None)
+    r.setup()
+    stats = r.feature_stats
+    assert 0 < stats["train_seconds"] <= stats["seconds"] + 0.01
+    assert r.state.elapsed_s == stats["train_seconds"]  # before any step: only the encoder pass
+    r.train()
+    assert r.state.elapsed_s > stats["train_seconds"]

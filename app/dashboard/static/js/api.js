@@ -102,3 +102,27 @@ export async function streamEvents(jobId, { after = 0, signal, onEvent }) {
     }
   }
 }
+
+/**
+ * Download a file the API serves (a checkpoint ZIP): fetched with the key like any call, then
+ * handed to the browser as a blob's object URL (a plain link could not send the Authorization
+ * header).
+ */
+export async function download(path, filename) {
+  const res = await send(path, { headers: headers() });
+  if (!res.ok) throw await failure(res);
+  const url = URL.createObjectURL(await res.blob());
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = filename;
+  a.style.display = "none";
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+/** Where a checkpoint's ZIP is served (`GET /v1/checkpoints/{id}/content`). */
+export function checkpointDownloadUrl(checkpointId) {
+  return `v1/checkpoints/${encodeURIComponent(checkpointId)}/content`;
+}

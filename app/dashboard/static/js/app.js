@@ -1,6 +1,7 @@
 // The dashboard's shell: hash routing, the API key prompt, and error display (never a blank page).
 import { ApiError, apiKey } from "./api.js";
 import { errorBox, h } from "./dom.js";
+import * as compare from "./pages/compare.js";
 import * as datasets from "./pages/datasets.js";
 import * as jobs from "./pages/jobs.js";
 import * as job from "./pages/job.js";
@@ -11,6 +12,7 @@ const ROUTES = [
   [/^#\/datasets$/, datasets, "datasets"],
   [/^#\/jobs$/, jobs, "jobs"],
   [/^#\/jobs\/([\w-]+)$/, job, "jobs"],
+  [/^#\/compare$/, compare, "jobs"],
   [/^#\/models$/, models, "models"],
   [/^#\/models\/([\w-]+)$/, model, "models"],
 ];

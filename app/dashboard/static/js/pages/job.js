@@ -2,15 +2,38 @@
 import { api, streamEvents } from "../api.js";
 import { lineChart } from "../charts.js";
 import { badge, bar, errorBox, fmtDuration, fmtNum, fmtTime, h, jobProgress } from "../dom.js";
+import { downloadButton } from "../download.js";
 import { evaluationCard } from "./evaluation.js";
 import { ACTIVE } from "./jobs.js";
 
 const POLL_MS = 1000;
 
-function series(metrics, names, x) {
+export function series(metrics, names, x) {
   return names.map((name) => ({
     name, points: metrics.filter((m) => m.name === name).map((m) => [m[x], m.value]),
   })).filter((sr) => sr.points.length);
+}
+
+/** The latest evaluation: the validation metrics logged at the last step that has any. */
+export function latestEvaluation(metrics) {
+  const val = metrics.filter((m) => m.name.startsWith("val_"));
+  if (!val.length) return null;
+  const step = Math.max(...val.map((m) => m.step));
+  const at = val.filter((m) => m.step === step);
+  return { step, epoch: at[0].epoch, values: Object.fromEntries(at.map((m) => [m.name, m.value])) };
+}
+
+export const bestCheckpoint = (checkpoints) => (checkpoints || []).find((c) => c.is_best) || null;
+
+const metricText = (values) => Object.entries(values || {}).sort(([a], [b]) => a.localeCompare(b))
+  .map(([k, v]) => `${k} ${fmtNum(v, 4)}`).join(" · ");
+
+/** "queued: position n, k workers" from the job's `queue` member, when the API gives one. */
+function queueText(job) {
+  const q = job.queue;
+  if (job.status !== "queued" || !q || typeof q !== "object" || !Number.isFinite(q.position)) return null;
+  const workers = Number.isFinite(q.workers) ? `, ${q.workers} worker${q.workers === 1 ? "" : "s"}` : "";
+  return `queued: position ${q.position}${workers}`;
 }
 
 function header(job, onCancel) {
@@ -20,16 +43,18 @@ function header(job, onCancel) {
     job.model ? h("a", { href: `#/models/${job.model}`, id: "model-link" }, `model ${job.model} →`) : null);
 }
 
-function progressCard(job) {
+function progressCard(job, metrics, best, ctx) {
   const p = job.progress || {};
   const parts = [];
   if (p.total_steps) parts.push(`epoch ${p.epoch}/${p.epochs}`, `step ${p.step}/${p.total_steps}`);
   if (job.status === "running") parts.push(`ETA ${fmtDuration(p.eta_seconds)}`);
   if (p.samples_per_second) parts.push(`${fmtNum(p.samples_per_second, 1)} samples/s`);
-  const m = job.metrics || {};
+  const latest = latestEvaluation(metrics);
+  const queued = queueText(job);
   return h("div", { class: "card", id: "progress" },
     h("h2", null, "Progress"), bar(jobProgress(job), true),
     h("p", { class: "progress-text" }, parts.join(" · ") || (job.status === "queued" ? "waiting for a worker" : "—")),
+    queued ? h("p", { class: "queue-note", id: "queue" }, queued) : null,
     job.error ? errorBox({ code: job.error.code, message: job.error.message }) : null,
     h("dl", { class: "facts" },
       h("dt", null, "Base model"), h("dd", null, job.base_model),
@@ -37,18 +62,32 @@ function progressCard(job) {
       h("dt", null, "Method"), h("dd", null, job.method),
       h("dt", null, "Hyperparameters"), h("dd", { class: "mono" },
         Object.entries(job.hyperparameters).map(([k, v]) => `${k}=${v}`).join("  ")),
-      h("dt", null, "Latest metrics"), h("dd", null, Object.keys(m).length
-        ? Object.entries(m).map(([k, v]) => `${k} ${fmtNum(v, 4)}`).join(" · ") : "—"),
+      h("dt", null, "Latest evaluation"), h("dd", { id: "latest-metrics" }, latest
+        ? `epoch ${fmtNum(latest.epoch, 2)}: ${metricText(latest.values)}` : "—"),
+      h("dt", null, "Best (chosen checkpoint)"), h("dd", { id: "best-metrics", class: "actions" }, best
+        ? [`epoch ${best.epoch} (by ${job.select_checkpoint_by}): ${metricText(
+            Object.fromEntries(Object.entries(best.metrics).filter(([k]) => k.startsWith("val_"))))}`,
+           downloadButton(best.id, { id: "download-best", onError: ctx.showError })]
+        : "—"),
       h("dt", null, "Attempts"), h("dd", null, job.attempts),
       h("dt", null, "Created / finished"), h("dd", null, `${fmtTime(job.created_at)} / ${fmtTime(job.finished_at)}`)));
 }
 
-function chartsCard(metrics) {
+function chartsCard(metrics, best, selectBy) {
+  const valueAt = (name, step) => metrics.find((m) => m.name === name && m.step === step)?.value;
+  const label = best ? `chosen: epoch ${best.epoch}` : "";
+  const lossMarker = best && Number.isFinite(valueAt("val_loss", best.step))
+    ? [{ x: best.step, y: valueAt("val_loss", best.step), label }] : [];
+  const valName = ["val_accuracy", "val_macro_f1"].includes(selectBy) ? selectBy : "val_accuracy";
+  const valMarker = best && Number.isFinite(valueAt(valName, best.step))
+    ? [{ x: best.epoch, y: valueAt(valName, best.step), label }] : [];
   return h("div", { class: "grid", id: "charts" },
     h("div", { class: "card", id: "loss-chart" }, h("h2", null, "Loss"),
-      lineChart(series(metrics, ["train_loss", "val_loss"], "step"), { xLabel: "step", title: "loss" })),
+      lineChart(series(metrics, ["train_loss", "val_loss"], "step"),
+                { xLabel: "step", title: "loss", markers: lossMarker })),
     h("div", { class: "card", id: "val-chart" }, h("h2", null, "Validation metrics"),
-      lineChart(series(metrics, ["val_accuracy", "val_macro_f1"], "epoch"), { xLabel: "epoch", title: "validation metrics" })));
+      lineChart(series(metrics, ["val_accuracy", "val_macro_f1"], "epoch"),
+                { xLabel: "epoch", title: "validation metrics", markers: valMarker, integerX: true })));
 }
 
 function eventItem(e) {
@@ -58,7 +97,8 @@ function eventItem(e) {
 
 export async function render(view, jobId, ctx) {
   const id = encodeURIComponent(jobId);
-  let [job, metrics] = await Promise.all([api(`v1/jobs/${id}`), api(`v1/jobs/${id}/metrics`)]);
+  let [job, metrics, checkpoints] = await Promise.all([api(`v1/jobs/${id}`), api(`v1/jobs/${id}/metrics`),
+                                                       api(`v1/jobs/${id}/checkpoints`)]);
   let lastStep = -1;
   let evaluationShown = false;
   const slots = { header: h("div"), progress: h("div"), charts: h("div"), evaluation: h("div") };
@@ -70,11 +110,12 @@ export async function render(view, jobId, ctx) {
   };
   async function draw() {
     slots.header.replaceChildren(header(job, cancel));
-    slots.progress.replaceChildren(progressCard(job));
+    const best = bestCheckpoint(checkpoints.data);
+    slots.progress.replaceChildren(progressCard(job, metrics.data, best, ctx));
     const step = (job.progress || {}).step ?? 0;
     if (step !== lastStep || !ACTIVE.includes(job.status)) {
       lastStep = step;
-      slots.charts.replaceChildren(chartsCard(metrics.data));
+      slots.charts.replaceChildren(chartsCard(metrics.data, best, job.select_checkpoint_by));
     }
     if (job.model && !evaluationShown) {
       evaluationShown = true;
@@ -85,7 +126,8 @@ export async function render(view, jobId, ctx) {
     const fresh = await api(`v1/jobs/${id}`, { signal: abort.signal });
     const step = (fresh.progress || {}).step ?? 0;
     if (withMetrics || step !== lastStep || fresh.status !== job.status) {
-      metrics = await api(`v1/jobs/${id}/metrics`, { signal: abort.signal });
+      [metrics, checkpoints] = await Promise.all([api(`v1/jobs/${id}/metrics`, { signal: abort.signal }),
+                                                  api(`v1/jobs/${id}/checkpoints`, { signal: abort.signal })]);
     }
     job = fresh;
     if (ctx.alive()) await draw();
@@ -122,8 +164,12 @@ export async function render(view, jobId, ctx) {
     },
     onEvent: (e) => {
       if (e.id !== null) {
+        // The log opens at its first event; it follows new ones only while the reader is at
+        // the bottom of a list long enough to scroll.
+        const following = events.scrollHeight > events.clientHeight
+          && events.scrollTop + events.clientHeight >= events.scrollHeight - 8;
         events.append(eventItem(e.data));
-        events.scrollTop = events.scrollHeight;
+        if (following) events.scrollTop = events.scrollHeight;
       }
       if (e.type !== "message") update(e.type !== "progress");
     },

@@ -3,6 +3,7 @@ import { api, newRequestKey } from "../api.js";
 import { badge, bar, errorBox, fmtDuration, fmtNum, fmtTime, h, jobProgress } from "../dom.js";
 
 export const ACTIVE = ["queued", "running", "cancelling"];
+export const [MIN_JOBS, MAX_JOBS] = [2, 5]; // how many jobs the compare view takes
 const METHODS = [["full", "full: all weights"], ["head", "head: frozen encoder, new head"],
                  ["partial", "partial: last blocks + head"], ["lora", "lora: low-rank adapters (text)"]];
 
@@ -59,9 +60,12 @@ function progressCell(job) {
   return h("td", null, bar(jobProgress(job)), h("div", { class: "muted" }, text));
 }
 
-function row(job) {
+function row(job, picked) {
   const m = job.metrics || {};
   return h("tr", { dataset: { id: job.id, status: job.status } },
+    h("td", { class: "pick" }, h("input", { type: "checkbox", name: "compare", value: job.id,
+      checked: picked.has(job.id), "aria-label": `compare ${job.id}`,
+      onchange: (e) => picked.toggle(job.id, e.target.checked) })),
     h("td", null, h("a", { href: `#/jobs/${job.id}` }, job.id)),
     h("td", null, badge(job.status)),
     progressCell(job),
@@ -71,16 +75,41 @@ function row(job) {
     h("td", null, fmtTime(job.created_at)));
 }
 
+/** The jobs ticked for comparison, and the "Compare" button that opens #/compare with them. */
+function picker() {
+  const ids = [];
+  const button = h("button", { type: "button", id: "compare-jobs", class: "secondary", disabled: true,
+    onclick: () => { location.hash = `#/compare?jobs=${ids.join(",")}`; } }, "Compare");
+  const note = h("span", { class: "muted" });
+  const sync = () => {
+    button.disabled = ids.length < MIN_JOBS || ids.length > MAX_JOBS;
+    note.textContent = ids.length ? `${ids.length} chosen (${MIN_JOBS}–${MAX_JOBS})` : `tick ${MIN_JOBS}–${MAX_JOBS} jobs to compare them`;
+  };
+  sync();
+  return {
+    has: (id) => ids.includes(id),
+    toggle: (id, on) => {
+      const at = ids.indexOf(id);
+      if (on && at < 0) ids.push(id);
+      if (!on && at >= 0) ids.splice(at, 1);
+      sync();
+    },
+    controls: h("div", { class: "actions" }, button, note),
+  };
+}
+
 export async function render(view, _id, ctx) {
   const [jobs, datasets, baseModels] = await Promise.all([
     api("v1/jobs?limit=50"), api("v1/datasets?limit=100"), api("v1/base-models")]);
-  const body = h("tbody", null, jobs.data.map(row));
-  if (!jobs.data.length) body.append(h("tr", null, h("td", { colspan: 7, class: "muted" }, "No jobs yet.")));
+  const picked = picker();
+  const body = h("tbody", null, jobs.data.map((j) => row(j, picked)));
+  if (!jobs.data.length) body.append(h("tr", null, h("td", { colspan: 8, class: "muted" }, "No jobs yet.")));
   view.append(h("h1", null, "Jobs"), newJobForm(datasets.data, baseModels.data, ctx),
     h("div", { class: "card" }, h("h2", null, "Recent jobs"),
       h("table", { id: "jobs" }, h("thead", null, h("tr", null,
-        ["Job", "Status", "Progress", "Base model", "Val. accuracy", "Model", "Created"].map((t) => h("th", null, t)))),
+        ["", "Job", "Status", "Progress", "Base model", "Val. accuracy", "Model", "Created"].map((t) => h("th", null, t)))),
       body),
+      picked.controls,
       jobs.has_more ? h("p", { class: "muted" }, "Showing the 50 newest jobs.") : null));
   // While something is queued or running, keep the list current.
   const timer = setInterval(async () => {
@@ -89,7 +118,7 @@ export async function render(view, _id, ctx) {
       const fresh = await api("v1/jobs?limit=50");
       if (!ctx.alive()) return;
       jobs.data = fresh.data;
-      body.replaceChildren(...fresh.data.map(row));
+      body.replaceChildren(...fresh.data.map((j) => row(j, picked)));
     } catch (err) { ctx.showError(err); }
   }, 2000);
   ctx.onLeave(() => clearInterval(timer));

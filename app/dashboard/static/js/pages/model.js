@@ -1,6 +1,7 @@
 // One model: what it is, its evaluation, and a predict box (texts, or images for image models).
 import { api } from "../api.js";
 import { bar, errorBox, fmtNum, fmtTime, h } from "../dom.js";
+import { downloadButton } from "../download.js";
 import { evaluationCard } from "./evaluation.js";
 
 function scores(top) {
@@ -67,7 +68,8 @@ export async function render(view, modelId, ctx) {
       h("dt", null, "Labels"), h("dd", null, model.labels.join(", ")),
       h("dt", null, "Base model"), h("dd", null, model.base_model),
       h("dt", null, "Job"), h("dd", null, model.job ? h("a", { href: `#/jobs/${model.job}` }, model.job) : "—"),
-      h("dt", null, "Checkpoint"), h("dd", { class: "mono" }, model.checkpoint),
+      h("dt", null, "Checkpoint"), h("dd", { class: "actions" }, h("span", { class: "mono" }, model.checkpoint),
+        downloadButton(model.checkpoint, { onError: ctx.showError })),
       h("dt", null, "Metrics"), h("dd", null, Object.entries(metrics).map(([k, v]) => `${k} ${fmtNum(v, 4)}`).join(" · ") || "—"),
       h("dt", null, "Created"), h("dd", null, fmtTime(model.created_at)))),
     predictCard(model), await evaluationCard(model.id));
