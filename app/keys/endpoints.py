@@ -1,11 +1,13 @@
 """Admin-only API for keys (the same operations as `adapt-admin keys`)."""
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from app.keys.auth import AdminCaller
 from app.db import DbSession
 from app.keys import service
 from app.keys.schemas import KeyCreate, KeyCreated, KeyOut
-from app.schemas import ERROR_RESPONSES, links
+from app.schemas import ERROR_RESPONSES, NO_NUL, links
 
 router = APIRouter(prefix="/v1/admin/keys", tags=["admin"], responses=ERROR_RESPONSES)
 
@@ -18,7 +20,8 @@ def create_key(req: KeyCreate, session: DbSession, _: AdminCaller):
 
 
 @router.get("")
-def list_keys(session: DbSession, _: AdminCaller, tenant: str | None = None) -> dict:
+def list_keys(session: DbSession, _: AdminCaller,
+              tenant: Annotated[str | None, Query(max_length=63, pattern=NO_NUL)] = None) -> dict:
     return {"object": "list", "data": [KeyOut.model_validate(k).model_dump(mode="json")
                                        for k in service.list_keys(session, tenant)],
             "has_more": False}
