@@ -35,6 +35,10 @@ class APIConnectionError(AdaptError):
     """The service could not be reached (refused, reset, timed out)."""
 
 
+class APITimeoutError(APIConnectionError):
+    """The service did not answer in time (connect, read or write timeout); code `timeout`."""
+
+
 class BadRequest(AdaptError):
     """400."""
 
