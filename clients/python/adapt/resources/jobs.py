@@ -81,13 +81,23 @@ def _unavailable(exc: AdaptError) -> None:
     raise exc
 
 
-def _polled(job: Job, events: list[JobEvent], progress: bool,
-            seen: JobProgress | None) -> list[JobEvent | JobProgress]:
-    """What one poll yields: the job's progress when it moved (and was asked for), its events."""
-    out: list[JobEvent | JobProgress] = []
-    if progress and job.progress is not None and job.progress != seen:
-        out.append(job.progress)
-    return out + list(events)
+class _Polling:
+    """The JSON events endpoint read again and again: what each poll yields (the job's progress
+    when it moved and was asked for, then the new events), and whether to stop or pause."""
+
+    def __init__(self, last: int, progress: bool):
+        self.last, self.progress, self.seen = last, progress, None
+        self.finished = self.idle = False
+
+    def take(self, job: Job, events: list[JobEvent]) -> list[JobEvent | JobProgress]:
+        out: list[JobEvent | JobProgress] = []
+        if self.progress and job.progress is not None and job.progress != self.seen:
+            self.seen = job.progress
+            out.append(job.progress)
+        if events:
+            self.last = events[-1].id
+        self.finished, self.idle = job.finished and not events, not events
+        return out + list(events)
 
 
 class Jobs:
@@ -214,22 +224,17 @@ class Jobs:
     def _poll(self, job_id: str, last: int, progress: bool, interval: float,
               max_retries: int) -> Iterator[JobEvent | JobProgress]:
         """The JSON events endpoint, polled: the same events, `interval` seconds apart."""
-        seen, failures = None, _Failures(max_retries)
-        while True:
+        polling, failures = _Polling(last, progress), _Failures(max_retries)
+        while not polling.finished:
             try:
                 job = self.get(job_id)
-                events = self.events(job_id, after=last)
+                items = polling.take(job, self.events(job_id, after=polling.last))
                 failures.ok()
             except TRANSIENT as exc:
                 time.sleep(failures.pause(exc))
                 continue
-            for item in _polled(job, events, progress, seen):
-                seen = item if isinstance(item, JobProgress) else seen
-                last = item.id if isinstance(item, JobEvent) else last
-                yield item
-            if job.finished and not events:
-                return
-            if not events:
+            yield from items
+            if polling.idle and not polling.finished:
                 time.sleep(interval)
 
 
@@ -293,20 +298,16 @@ class AsyncJobs(Jobs):
 
     async def _poll(self, job_id: str, last: int, progress: bool, interval: float,
                     max_retries: int) -> AsyncIterator[JobEvent | JobProgress]:
-        seen, failures = None, _Failures(max_retries)
-        while True:
+        polling, failures = _Polling(last, progress), _Failures(max_retries)
+        while not polling.finished:
             try:
                 job = await self.get(job_id)
-                events = await self.events(job_id, after=last)
+                items = polling.take(job, await self.events(job_id, after=polling.last))
                 failures.ok()
             except TRANSIENT as exc:
                 await asyncio.sleep(failures.pause(exc))
                 continue
-            for item in _polled(job, events, progress, seen):
-                seen = item if isinstance(item, JobProgress) else seen
-                last = item.id if isinstance(item, JobEvent) else last
+            for item in items:
                 yield item
-            if job.finished and not events:
-                return
-            if not events:
+            if polling.idle and not polling.finished:
                 await asyncio.sleep(interval)
