@@ -3,9 +3,9 @@ __version__ = "0.1.0"
 
 from adapt.client import AsyncClient, Client  # noqa: E402
 from adapt.errors import (AdaptError, APIConnectionError, APITimeoutError,  # noqa: E402
-                          BadRequest, Conflict, NotFound, PermissionDenied, RateLimited, ServerError,
-                          ServiceUnavailable, TooLarge, Unauthorized, UnsupportedMediaType,
-                          ValidationError)
+                          BadRequest, Conflict, NotFound, PermissionDenied, RateLimited,
+                          ServerError, ServiceUnavailable, TooLarge, Unauthorized,
+                          UnsupportedMediaType, ValidationError)
 from adapt.types import (ApiKey, BaseModelInfo, Checkpoint, CreatedApiKey, Dataset,  # noqa: E402
                          Evaluation, Job, JobEvent, JobProgress, Metric, Model, Prediction,
                          PredictionResult)

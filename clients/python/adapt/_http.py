@@ -4,7 +4,6 @@ retries. A request is described once as a `Call`; `HTTP` (httpx.Client) and `Asy
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import os
 import random
@@ -12,7 +11,6 @@ import time
 import uuid
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from itertools import count
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator, Union
@@ -20,7 +18,8 @@ from typing import Any, AsyncIterator, Callable, Iterator, Union
 import httpx
 
 from adapt import __version__
-from adapt.errors import APIConnectionError, APITimeoutError, from_response
+from adapt.errors import (APIConnectionError, APITimeoutError, from_response,
+                          parse_retry_after)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 60.0
@@ -75,20 +74,8 @@ def _upload_parts(upload: tuple[Uploadable, str | None], stack: ExitStack) -> di
 
 def retry_after(response: httpx.Response | None) -> float | None:
     """Retry-After in seconds: a number, or an HTTP date."""
-    value = response.headers.get("retry-after") if response is not None else None
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max((when - datetime.now(timezone.utc)).total_seconds(), 0.0)
+    return parse_retry_after(response.headers.get("retry-after") if response is not None
+                             else None)
 
 
 def connection_error(base_url: str, exc: Exception) -> APIConnectionError:
