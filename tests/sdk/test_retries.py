@@ -223,3 +223,22 @@ def test_async_retries_keep_the_key():
     with pytest.raises(IndexError):  # the script ran out: health was sent once, not retried
         asyncio.run(main())
     assert len(set(script.keys()[:2])) == 1 and len(script.requests) == 3
+
+
+def test_wait_polls_through_a_brief_outage_and_times_out(no_sleep):
+    running, done = {**JOB, "status": "running"}, {**JOB, "status": "succeeded"}
+    script = Script(httpx.Response(200, json=running), err(503), httpx.Response(200, json=done))
+    with client(script, max_retries=0) as c:
+        assert c.jobs.wait("job_1").status == "succeeded"
+        assert no_sleep == [0.0, 1.0, 2.0]  # the first look at once; after the 503, longer
+        script.answers = [httpx.Response(200, json=running)]
+        with pytest.raises(TimeoutError):
+            c.jobs.wait("job_1", timeout=0)
+
+    async def main():
+        script.answers = [httpx.Response(200, json=running), httpx.Response(200, json=done)]
+        async with AsyncClient("http://adapt.test", transport=httpx.MockTransport(script),
+                               max_retries=0) as ac:
+            return await ac.jobs.wait("job_1", poll_interval=0)
+
+    assert asyncio.run(main()).status == "succeeded"

@@ -44,14 +44,29 @@ class _Failures:
         return min(0.25 * 2 ** self.count, cap)
 
 
-class _Deadline:
-    def __init__(self, job_id: str, timeout: float | None):
-        self.job_id, self.timeout = job_id, timeout
-        self.at = None if timeout is None else time.monotonic() + timeout
+class _Waiting:
+    """Polling a job until it has finished: `pause` is the wait before the next look (0 before
+    the first, None once `job` is the final one). TimeoutError after `timeout` seconds; up to 5
+    transient failures in a row are waited out, a little longer each time."""
 
-    def check(self) -> None:
-        if self.at is not None and time.monotonic() > self.at:
+    def __init__(self, job_id: str, timeout: float | None, interval: float):
+        self.job_id, self.timeout, self.interval = job_id, timeout, interval
+        self.at = None if timeout is None else time.monotonic() + timeout
+        self.failures, self.job, self.pause = _Failures(5), None, 0.0
+
+    def saw(self, job: Job) -> None:
+        self.failures.ok()
+        self.job = job
+        self._next(None if job.finished else self.interval)
+
+    def failed(self, exc: Exception) -> None:
+        self.failures.pause(exc)
+        self._next(self.interval * 2 ** min(self.failures.count, 3))
+
+    def _next(self, pause: float | None) -> None:
+        if pause is not None and self.at is not None and time.monotonic() > self.at:
             raise TimeoutError(f"job {self.job_id} has not finished after {self.timeout}s")
+        self.pause = pause
 
 
 def _sse_request(job_id: str, last: int) -> dict[str, Any]:
@@ -162,19 +177,14 @@ class Jobs:
              poll_interval: float = 1.0) -> Job:
         """Poll until the job has finished (succeeded, failed or cancelled); the final job.
         TimeoutError after `timeout` seconds; a service briefly down is waited out."""
-        deadline, failures = _Deadline(job_id, timeout), _Failures(5)
-        while True:
-            pause = poll_interval
+        waiting = _Waiting(job_id, timeout, poll_interval)
+        while waiting.pause is not None:
+            time.sleep(waiting.pause)
             try:
-                job = self.get(job_id)
-                failures.ok()
-                if job.finished:
-                    return job
+                waiting.saw(self.get(job_id))
             except TRANSIENT as exc:
-                failures.pause(exc)
-                pause = poll_interval * 2 ** min(failures.count, 3)
-            deadline.check()
-            time.sleep(pause)
+                waiting.failed(exc)
+        return waiting.job
 
     def stream(self, job_id: str, *, after: int = 0, progress: bool = False,
                poll_interval: float = 1.0, max_retries: int = 5,
@@ -243,19 +253,14 @@ class AsyncJobs(Jobs):
 
     async def wait(self, job_id: str, *, timeout: float | None = None,
                    poll_interval: float = 1.0) -> Job:
-        deadline, failures = _Deadline(job_id, timeout), _Failures(5)
-        while True:
-            pause = poll_interval
+        waiting = _Waiting(job_id, timeout, poll_interval)
+        while waiting.pause is not None:
+            await asyncio.sleep(waiting.pause)
             try:
-                job = await self.get(job_id)
-                failures.ok()
-                if job.finished:
-                    return job
+                waiting.saw(await self.get(job_id))
             except TRANSIENT as exc:
-                failures.pause(exc)
-                pause = poll_interval * 2 ** min(failures.count, 3)
-            deadline.check()
-            await asyncio.sleep(pause)
+                waiting.failed(exc)
+        return waiting.job
 
     async def stream(self, job_id: str, *, after: int = 0, progress: bool = False,
                      poll_interval: float = 1.0, max_retries: int = 5,
