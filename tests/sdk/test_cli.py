@@ -174,3 +174,95 @@ def test_a_cancelled_job_follows_to_exit_status_1(adapt_cli, followed):
     assert f"job {job['id']} cancelled" in out
     r = adapt_cli("jobs", "cancel", job["id"], code=1)
     assert r.stderr.startswith("error: job_finished: ")
+
+
+@pytest.fixture(scope="module")
+def second_job(adapt_cli, followed):
+    """Another job on the same data with another learning rate and seed, finished."""
+    ds, job = followed[0], followed[1]
+    other = as_json(adapt_cli("jobs", "create", "-b", "tiny-bert", "-d", ds["id"], "--epochs", "3",
+                              "--batch-size", "8", "--learning-rate", "1e-3", "--seed", "2",
+                              "--validation-split", "0.25", "--json"))
+    adapt_cli("jobs", "follow", other["id"])
+    return job["id"], other["id"]
+
+
+def _console_script(live, *args, columns=80):
+    adapt = Path(sys.executable).with_name("adapt")
+    env = {**__import__("os").environ, "COLUMNS": str(columns),
+           "PYTHONPATH": f"{ROOT / 'clients' / 'python'}:{ROOT}"}
+    out = subprocess.run([str(adapt), "--url", live.url, "--api-key", live.key, *args],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_ids_are_never_cut_at_80_columns_or_piped(live, second_job):
+    for out in (_console_script(live, "jobs", "list", "--limit", "5"),
+                _console_script(live, "jobs", "list", "--limit", "5", columns=60)):
+        for job_id in second_job:
+            assert job_id in out, out  # whole, on one line
+        assert max(len(line.rstrip()) for line in out.splitlines()) <= 80
+        lines = [line for line in out.splitlines() if line.startswith("job_")]
+        assert set(second_job) <= {line.split()[0] for line in lines}  # one line each
+    out = _console_script(live, "models", "list")
+    assert all(m["id"] in out for m in as_json(CliRunner().invoke(
+        app, ["--url", live.url, "--api-key", live.key, "models", "list", "--json"])))
+
+
+def test_base_models_list(adapt_cli):
+    listed = as_json(adapt_cli("base-models", "list", "--json"))
+    assert "tiny-bert" in {m["id"] for m in listed}
+    out = adapt_cli("base-models", "list").stdout
+    assert "tiny-bert" in out and "bundled" in out
+
+
+def test_follow_of_an_unknown_job_is_an_error_before_any_bar(adapt_cli):
+    r = adapt_cli("jobs", "follow", "job_nope", code=1)
+    assert r.stderr.startswith("error: not_found: ") and r.stdout == ""
+    r = adapt_cli("jobs", "follow", "job_nope", "--json", code=1)
+    assert json.loads(r.stderr)["error"]["code"] == "not_found" and r.stdout == ""
+
+
+def test_unknown_hyperparameter_lists_the_valid_names(adapt_cli, followed):
+    from app.ml.config import RANGES
+
+    from adapt.hyperparameters import HYPERPARAMETERS
+
+    assert set(HYPERPARAMETERS) == set(RANGES)  # the client's list is the server's
+    r = adapt_cli("jobs", "create", "-b", "tiny-bert", "-d", followed[0]["id"], "--hp", "lr=0.1",
+                  code=1)
+    err = " ".join(r.stderr.split())
+    assert "'lr'" in err and "Valid names:" in err
+    assert all(name in err for name in HYPERPARAMETERS)
+    r = adapt_cli("jobs", "create", "-b", "tiny-bert", "-d", followed[0]["id"], "--hp", "lr=0.1",
+                  "--json", code=1)
+    assert "learning_rate" in json.loads(r.stderr)["error"]["message"]
+
+
+def test_jobs_metrics_table_csv_and_json(adapt_cli, followed):
+    job_id = followed[1]["id"]
+    values = as_json(adapt_cli("jobs", "metrics", job_id, "--json"))
+    assert {"train_loss", "val_accuracy", "val_macro_f1", "val_loss"} <= {v["name"] for v in values}
+    csv = adapt_cli("jobs", "metrics", job_id, "--csv").stdout
+    assert csv.startswith("step,epoch,name,value") and len(csv.strip().splitlines()) == \
+        len(values) + 1
+    out = adapt_cli("jobs", "metrics", job_id).stdout
+    assert "val_accuracy" in out and "train_loss" in out
+
+
+def test_jobs_compare(adapt_cli, second_job):
+    first, other = second_job
+    data = as_json(adapt_cli("jobs", "compare", first, other, "--json"))
+    rows = {row["name"]: row for row in data["rows"]}
+    assert data["jobs"] == [first, other]
+    assert rows["learning_rate"]["differs"] and rows["learning_rate"]["values"] == ["0.003",
+                                                                                    "0.001"]
+    assert rows["seed"]["differs"] and not rows["base model"]["differs"]
+    assert not rows["status"]["differs"] and rows["status"]["values"] == ["succeeded"] * 2
+    assert {"best val_accuracy", "best val_loss", "best val_macro_f1"} <= set(rows)
+    out = adapt_cli("jobs", "compare", first, other).stdout
+    assert first in out and other in out and "* learning_rate" in out and "  method" in out
+    adapt_cli("jobs", "compare", first, code=2)
+    r = adapt_cli("jobs", "compare", first, "job_nope", code=1)
+    assert "not_found" in r.stderr

@@ -1,17 +1,18 @@
 """The adapt Python SDK: `from adapt import Client`."""
 __version__ = "0.1.0"
 
-from adapt.client import Client  # noqa: E402
-from adapt.errors import (AdaptError, APIConnectionError, BadRequest, Conflict,  # noqa: E402
-                          NotFound, PermissionDenied, RateLimited, ServerError,
-                          ServiceUnavailable, TooLarge, Unauthorized, UnsupportedMediaType,
-                          ValidationError)
+from adapt.client import AsyncClient, Client  # noqa: E402
+from adapt.errors import (AdaptError, APIConnectionError, APITimeoutError,  # noqa: E402
+                          BadRequest, Conflict, NotFound, PermissionDenied, RateLimited,
+                          ServerError, ServiceUnavailable, TooLarge, Unauthorized,
+                          UnsupportedMediaType, ValidationError)
 from adapt.types import (ApiKey, BaseModelInfo, Checkpoint, CreatedApiKey, Dataset,  # noqa: E402
                          Evaluation, Job, JobEvent, JobProgress, Metric, Model, Prediction,
                          PredictionResult)
 
 __all__ = [
-    "Client", "AdaptError", "APIConnectionError", "BadRequest", "Conflict", "NotFound",
+    "AsyncClient", "Client", "AdaptError", "APIConnectionError", "APITimeoutError", "BadRequest",
+    "Conflict", "NotFound",
     "PermissionDenied", "RateLimited", "ServerError", "ServiceUnavailable", "TooLarge",
     "Unauthorized", "UnsupportedMediaType", "ValidationError", "ApiKey", "BaseModelInfo",
     "Checkpoint", "CreatedApiKey", "Dataset", "Evaluation", "Job", "JobEvent", "JobProgress",

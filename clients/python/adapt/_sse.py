@@ -1,4 +1,5 @@
-"""A server-sent events parser (the WHATWG event-stream format) over lines of text."""
+"""A server-sent events parser (the WHATWG event-stream format) over lines of text: `SSEDecoder`
+is fed a line at a time (by a sync or an async reader); `iter_sse` runs it over an iterable."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,23 +13,34 @@ class ServerEvent:
     id: str | None  # None: the event carried no id (the last event id stays as it was)
 
 
-def iter_sse(lines: Iterable[str]) -> Iterator[ServerEvent]:
+class SSEDecoder:
     """Dispatch an event at each blank line; comments (`: keep-alive`) are skipped."""
-    event, data, event_id = "", [], None
-    for raw in lines:
+
+    def __init__(self) -> None:
+        self.event, self.data, self.event_id = "", [], None
+
+    def feed(self, raw: str) -> ServerEvent | None:
         line = raw.rstrip("\r\n")
         if not line:
-            if data:
-                yield ServerEvent(event or "message", "\n".join(data), event_id)
-            event, data, event_id = "", [], None
-            continue
+            out = ServerEvent(self.event or "message", "\n".join(self.data), self.event_id) \
+                if self.data else None
+            self.event, self.data, self.event_id = "", [], None
+            return out
         if line.startswith(":"):
-            continue
+            return None
         field, _, value = line.partition(":")
         value = value[1:] if value.startswith(" ") else value
         if field == "event":
-            event = value
+            self.event = value
         elif field == "data":
-            data.append(value)
+            self.data.append(value)
         elif field == "id" and "\0" not in value:
-            event_id = value
+            self.event_id = value
+        return None
+
+
+def iter_sse(lines: Iterable[str]) -> Iterator[ServerEvent]:
+    decoder = SSEDecoder()
+    for raw in lines:
+        if (message := decoder.feed(raw)) is not None:
+            yield message

@@ -2,6 +2,8 @@
 `{"error": {"code", "message", "param", "details"}}`, plus the HTTP status."""
 from __future__ import annotations
 
+import email.utils
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx
@@ -33,6 +35,10 @@ class AdaptError(Exception):
 
 class APIConnectionError(AdaptError):
     """The service could not be reached (refused, reset, timed out)."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The service did not answer in time (connect, read or write timeout); code `timeout`."""
 
 
 class BadRequest(AdaptError):
@@ -72,11 +78,24 @@ class RateLimited(AdaptError):
 
     @property
     def retry_after(self) -> float | None:
-        value = self.headers.get("retry-after")
-        try:
-            return float(value) if value is not None else None
-        except ValueError:
-            return None
+        return parse_retry_after(self.headers.get("retry-after"))
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """A Retry-After header in seconds from now: a number of seconds, or an HTTP date."""
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max((when - datetime.now(timezone.utc)).total_seconds(), 0.0)
 
 
 class ServerError(AdaptError):

@@ -5,6 +5,7 @@ import json
 from typing import Any, Iterable
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -67,12 +68,27 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
-    t = Table(title=title, title_justify="left")
-    for c in columns:
-        t.add_column(c)
+
+
+SHORT = 9  # a column this wide or narrower is not folded
+
+
+def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]], *,
+          ids: Iterable[str] = ("id",)) -> None:
+    """A table that fits the terminal (80 columns when piped) by folding every column but the
+    id: that one is never cut or wrapped, so it can be copied (other ids fold, never cut)."""
+    rows = [["" if v is None else str(v) for v in row] for row in rows]
+    columns, ids = list(columns), set(ids)
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=0,
+              show_edge=False)
+    for i, c in enumerate(columns):
+        width = max([len(w) for w in c.split()] + [len(row[i]) for row in rows])
+        if c in ids:
+            t.add_column(c, no_wrap=True, overflow="fold", min_width=width)
+        else:  # short values (a status, a date) stay on one line; long ones fold
+            t.add_column(c, overflow="fold", min_width=min(width, SHORT))
     for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
+        t.add_row(*row)
     console.print(t)
 
 

@@ -39,7 +39,9 @@ def _update(bar: Progress, task: int, p: JobProgress) -> None:
 
 
 def follow_job(client: Client, job_id: str, as_json: bool) -> int:
-    """Stream the job until it has finished; the exit status (0 = succeeded)."""
+    """Stream the job until it has finished; the exit status (0 = succeeded). The job is read
+    first, so an unknown one is an error before any progress bar is drawn."""
+    client.jobs.get(job_id)
     if as_json:
         for item in client.jobs.stream(job_id, progress=True):
             kind = "event" if isinstance(item, JobEvent) else "progress"

@@ -1,4 +1,4 @@
-"""`adapt jobs create|list|show|cancel|follow`."""
+"""`adapt jobs create|list|show|cancel|follow|metrics|compare`."""
 from __future__ import annotations
 
 import json
@@ -6,9 +6,13 @@ from itertools import islice
 from typing import Any, List, Optional
 
 import typer
+from rich.table import Table
 
-from adapt.cli._common import JsonOption, client, emit_json, fields, table
+from adapt.cli._common import JsonOption, client, console, emit_json, fields, table
 from adapt.cli.follow import follow_job
+from adapt.errors import ValidationError
+from adapt.hyperparameters import HYPERPARAMETERS, LOWER_IS_BETTER
+from adapt.types import Job, Metric
 
 app = typer.Typer(no_args_is_help=True, help="Fine-tune jobs: start, watch, cancel.")
 SHOW = ("id", "status", "base_model", "training_dataset", "validation_dataset", "method",
@@ -59,11 +63,16 @@ def create(base_model: str = typer.Option(..., "--base-model", "-b",
     hyper.update({k: v for k, v in {"epochs": epochs, "batch_size": batch_size,
                                     "learning_rate": learning_rate,
                                     "max_length": max_length}.items() if v is not None})
-    job = client().jobs.create(
-        base_model, dataset, method=method, hyperparameters=hyper or None,
-        validation_dataset=validation_dataset, validation_split=validation_split, seed=seed,
-        suffix=suffix, metadata=_pairs(metadata, "--metadata") or None,
-        idempotency_key=idempotency_key)
+    try:
+        job = client().jobs.create(
+            base_model, dataset, method=method, hyperparameters=hyper or None,
+            validation_dataset=validation_dataset, validation_split=validation_split, seed=seed,
+            suffix=suffix, metadata=_pairs(metadata, "--metadata") or None,
+            idempotency_key=idempotency_key)
+    except ValidationError as exc:
+        if (exc.param or "").startswith("hyperparameters.") and "unknown" in exc.message:
+            exc.message += f". Valid names: {', '.join(HYPERPARAMETERS)}"
+        raise
     if follow:
         raise typer.Exit(follow_job(client(), job.id, as_json))
     emit_json(job) if as_json else fields(job, SHOW)
@@ -80,10 +89,10 @@ def list_(status: Optional[str] = typer.Option(None, help="queued, running, canc
                        None if all_ else limit))
     if as_json:
         return emit_json(rows)
-    table(None, ("id", "status", "base model", "method", "progress", "model", "created"),
+    table(None, ("id", "status", "base model", "method", "steps", "model", "created"),
           ((j.id, j.status, j.base_model, j.method,
             f"{j.progress.step}/{j.progress.total_steps}" if j.progress else "", j.model,
-            j.created_at.strftime("%Y-%m-%d %H:%M")) for j in rows))
+            j.created_at.strftime("%m-%d %H:%M")) for j in rows))
 
 
 @app.command()
@@ -106,3 +115,79 @@ def follow(job_id: str, as_json: bool = JsonOption) -> None:
     Exit status 0 when it succeeded, 1 when it failed or was cancelled."""
     raise typer.Exit(follow_job(client(), job_id, as_json))
 
+
+
+@app.command()
+def metrics(job_id: str, csv: bool = typer.Option(False, "--csv", help="Print the CSV "
+                                                  "(step,epoch,name,value) as the API sends it."),
+            as_json: bool = JsonOption) -> None:
+    """Every value the job logged: train loss per step, validation metrics per epoch."""
+    if csv:
+        return typer.echo(client().jobs.metrics_csv(job_id), nl=False)
+    rows = client().jobs.metrics(job_id)
+    if as_json:
+        return emit_json(rows)
+    table(None, ("step", "epoch", "name", "value"),
+          ((m.step, f"{m.epoch:g}", m.name, f"{m.value:.6g}") for m in rows))
+
+
+def best_metrics(values: list[Metric]) -> dict[str, float]:
+    """The best value of each validation metric (lowest loss, highest accuracy and F1)."""
+    best: dict[str, float] = {}
+    for m in values:
+        if not m.name.startswith("val_"):
+            continue
+        pick = min if m.name in LOWER_IS_BETTER else max
+        best[m.name] = pick(best.get(m.name, m.value), m.value)
+    return best
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+def compare_rows(jobs: list[Job], best: list[dict[str, float]]) -> list[tuple[str, list[str]]]:
+    """(row name, one value a job): status, base model, method, each hyperparameter, the best
+    of each validation metric."""
+    rows = [("status", [j.status for j in jobs]), ("base model", [j.base_model for j in jobs]),
+            ("method", [j.method for j in jobs]),
+            ("training dataset", [j.training_dataset for j in jobs])]
+    names = sorted({k for j in jobs for k in j.hyperparameters},
+                   key=lambda k: (HYPERPARAMETERS.index(k) if k in HYPERPARAMETERS else 99, k))
+    rows += [(k, [_cell(j.hyperparameters.get(k)) for j in jobs]) for k in names]
+    rows += [("seed", [str(j.seed) for j in jobs])]
+    metric_names = sorted({k for b in best for k in b})
+    rows += [(f"best {k}", [_cell(b.get(k)) for b in best]) for k in metric_names]
+    return rows
+
+
+@app.command()
+def compare(job_ids: List[str] = typer.Argument(..., metavar="JOB JOB...",
+                                                help="Two or more jobs."),
+            as_json: bool = JsonOption) -> None:
+    """Jobs side by side: a column a job; rows for status, base model, method, every
+    hyperparameter and the best validation metrics. Rows that differ are highlighted."""
+    if len(job_ids) < 2:
+        raise typer.BadParameter("give two or more jobs", param_hint="JOB")
+    c = client()
+    jobs = [c.jobs.get(job_id) for job_id in job_ids]
+    best = [best_metrics(c.jobs.metrics(job.id)) for job in jobs]
+    rows = compare_rows(jobs, best)
+    if as_json:
+        return emit_json({"jobs": [j.id for j in jobs],
+                          "rows": [{"name": name, "values": values,
+                                    "differs": len(set(values)) > 1} for name, values in rows]})
+    t = Table(title=None)
+    t.add_column("", overflow="fold")
+    for j in jobs:
+        t.add_column(j.id, no_wrap=True, min_width=len(j.id), overflow="fold")
+    for name, values in rows:
+        differs = len(set(values)) > 1
+        t.add_row(("* " if differs else "  ") + name, *values,
+                  style="bold yellow" if differs else None)
+    console.print(t)
+    console.print("* differs between the jobs", style="dim")
