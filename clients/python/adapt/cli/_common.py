@@ -81,15 +81,21 @@ def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any
     columns, ids = list(columns), set(ids)
     t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=0,
               show_edge=False)
+    needed = len(columns) - 1  # one space between columns
     for i, c in enumerate(columns):
         width = max([len(w) for w in c.split()] + [len(row[i]) for row in rows])
         if c in ids:
             t.add_column(c, no_wrap=True, overflow="fold", min_width=width)
         else:  # short values (a status, a date) stay on one line; long ones fold
-            t.add_column(c, overflow="fold", min_width=min(width, SHORT))
+            width = min(width, SHORT)
+            t.add_column(c, overflow="fold", min_width=width)
+        needed += width
     for row in rows:
         t.add_row(*row)
-    console.print(t)
+    # Wider than the terminal rather than cut: the terminal wraps the line, the ids stay whole.
+    out = console if needed <= console.width else Console(
+        highlight=False, width=needed, file=console.file, color_system=console.color_system)
+    out.print(t)
 
 
 def fields(obj: Any, names: Iterable[str]) -> None:
