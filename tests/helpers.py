@@ -10,7 +10,29 @@ from pathlib import Path
 
 import httpx
 
+from app.config import get_settings
+from app.db import session_scope
+from app.keys import service as keys
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def keys_required() -> Iterator[None]:
+    """API keys required for the block (the suite runs with ADAPT_AUTH=off)."""
+    settings = get_settings()
+    before, settings.auth = settings.auth, "on"
+    try:
+        yield
+    finally:
+        settings.auth = before
+
+
+def new_key(tenant: str, admin: bool = False, name: str = "test") -> tuple[str, dict]:
+    """(key id, headers that send it) for a new key of `tenant`."""
+    with session_scope() as s:
+        row, key = keys.create(s, tenant, f"{tenant}-{name}", admin)
+        return row.id, {"Authorization": f"Bearer {key}"}
 
 
 @contextmanager

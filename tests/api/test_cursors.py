@@ -3,28 +3,21 @@
 import uuid
 
 import pytest
-from helpers import toy_csv
+from helpers import keys_required, new_key, toy_csv
 
-from app.config import get_settings
 from app.db import session_scope
 from app.ids import new_id
-from app.keys import service as keys
 from app.models import Checkpoint, Model
 
 
 @pytest.fixture
 def auth_on():
-    settings = get_settings()
-    before = settings.auth
-    settings.auth = "on"
-    yield
-    settings.auth = before
+    with keys_required():
+        yield
 
 
 def key_for(tenant: str) -> dict:
-    with session_scope() as s:
-        _, key = keys.create(s, tenant, f"{tenant}-cursors", False)
-    return {"Authorization": f"Bearer {key}"}
+    return new_key(tenant, name="cursors")[1]
 
 
 def a_model_row(tenant: str, job_id: str) -> str:

@@ -1,7 +1,7 @@
 """Keys and tenants, route by route: no key → 401, a revoked key → 401, another tenant's ids → 404
 everywhere (downloads, event streams and predict included), never a 403 that leaks existence."""
 import pytest
-from helpers import toy_csv, wait_for_job
+from helpers import keys_required, new_key, toy_csv, wait_for_job
 
 from app.config import get_settings
 from app.db import session_scope
@@ -13,17 +13,13 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 @pytest.fixture(scope="module")
 def auth_on():
-    settings = get_settings()
-    before = settings.auth
-    settings.auth = "on"
-    yield
-    settings.auth = before
+    with keys_required():
+        yield
 
 
 def make_key(tenant: str, admin: bool = False) -> dict:
-    with session_scope() as s:
-        row, key = keys.create(s, tenant, f"{tenant}-test", admin)
-        return {"id": row.id, "headers": {"Authorization": f"Bearer {key}"}}
+    key_id, headers = new_key(tenant, admin)
+    return {"id": key_id, "headers": headers}
 
 
 @pytest.fixture(scope="module")

@@ -3,26 +3,18 @@ no job ids; event ids are numbered per job (1, 2, 3…), not one global sequence
 import uuid
 
 import pytest
-from helpers import toy_csv
+from helpers import keys_required, new_key, toy_csv
 
-from app.config import get_settings
-from app.db import session_scope
-from app.keys import service as keys
 
 
 @pytest.fixture
 def auth_on():
-    settings = get_settings()
-    before = settings.auth
-    settings.auth = "on"
-    yield
-    settings.auth = before
+    with keys_required():
+        yield
 
 
 def key_for(tenant: str, admin: bool = False) -> dict:
-    with session_scope() as s:
-        _, key = keys.create(s, tenant, f"{tenant}-leaks", admin)
-    return {"Authorization": f"Bearer {key}"}
+    return new_key(tenant, admin, "leaks")[1]
 
 
 def test_metrics_needs_an_admin_key_when_auth_is_on(client, auth_on):

@@ -13,6 +13,8 @@ import httpcore
 import pytest
 from sqlalchemy import delete
 
+from helpers import keys_required
+
 from app import serve
 from app.config import Settings, get_settings
 from app.db import session_scope
@@ -32,11 +34,8 @@ REFUSED = ["http://127.0.0.1:9/h", "http://[::1]:9/h", "http://0.0.0.0:9/h", "ht
 
 @pytest.fixture(scope="module")
 def auth_on():
-    settings = get_settings()
-    before = settings.auth
-    settings.auth = "on"
-    yield
-    settings.auth = before
+    with keys_required():
+        yield
 
 
 @pytest.fixture(scope="module")

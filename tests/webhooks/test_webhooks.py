@@ -10,11 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import toy_csv, wait_for_job
+from helpers import keys_required, new_key, toy_csv, wait_for_job
 
 from app.config import get_settings
-from app.db import session_scope
-from app.keys import service as keys
 from app.webhooks.dispatcher import sign
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -65,17 +63,12 @@ def receiver():
 
 @pytest.fixture(scope="module")
 def auth_on():
-    settings = get_settings()
-    before = settings.auth
-    settings.auth = "on"
-    yield
-    settings.auth = before
+    with keys_required():
+        yield
 
 
 def _key(tenant: str) -> dict:
-    with session_scope() as s:
-        _, key = keys.create(s, tenant, f"{tenant}-webhooks")
-    return {"Authorization": f"Bearer {key}"}
+    return new_key(tenant, name="webhooks")[1]
 
 
 @pytest.fixture(scope="module")
