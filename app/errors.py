@@ -57,6 +57,11 @@ class RateLimited(AppError):
     status, code = 429, "rate_limited"
 
 
+class Unavailable(AppError):
+    """A dependency is down or overloaded: retry after the Retry-After header's seconds."""
+    status, code = 503, "unavailable"
+
+
 def error_body(code: str, message: str, param: str | None = None,
                details: list | None = None) -> dict:
     return {"error": {"code": code, "message": message, "param": param, "details": details or []}}

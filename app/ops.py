@@ -14,7 +14,8 @@ from app.jobs import repository as jobs
 from app.keys.auth import AdminCaller
 from app.models import ACTIVE_STATUSES, FINAL_STATUSES
 from app.observability import metrics as observability_metrics
-from app.queue import producer, queue_size
+from app.config import get_settings
+from app.queue import known_queues, producer, queue_sizes, worker_queues
 from app.storage import get_storage
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ async def readyz() -> JSONResponse:
 def metrics(_admin: AdminCaller) -> Response:
     """Prometheus text format (metric names in README, "Observability"). With auth on it needs
     an admin key (scrape with `Authorization: Bearer <admin key>`): 401 without, 403 otherwise."""
-    return Response(observability_metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(observability_metrics.render(STATE), media_type=CONTENT_TYPE_LATEST)
 
 
 class StateCollector(Collector):
@@ -89,10 +90,13 @@ class StateCollector(Collector):
         for base_model, value in sorted(per_model.items()):
             rate.add_metric([base_model], value)
         yield rate
-        waiting = queue_size()
-        yield GaugeMetricFamily("adapt_queue_depth", "Messages waiting in the training queue "
-                                "(NaN when the broker can't say).",
-                                value=float("nan") if waiting is None else waiting)
+        depth = GaugeMetricFamily("adapt_queue_depth", "Messages waiting in each training queue "
+                                  "(NaN when the broker can't say).", labels=["queue"])
+        gpus = get_settings().declared_workers.get("gpu", 1)
+        for name, waiting in queue_sizes(known_queues(worker_queues("gpu", gpus))).items():
+            depth.add_metric([name], float("nan") if waiting is None else waiting)
+        yield depth
 
 
-REGISTRY.register(StateCollector())
+STATE = StateCollector()
+REGISTRY.register(STATE)

@@ -3,7 +3,7 @@ from typing import Annotated
 
 from fastapi import Query
 from pydantic import BaseModel
-from sqlalchemy import Select
+from sqlalchemy import Connection, Select
 from sqlalchemy.orm import Session
 
 from app.errors import AppError
@@ -21,9 +21,10 @@ async def page_params(limit: Annotated[int, Query(ge=1, le=100)] = 20,
     return Page(limit=limit, after=after)
 
 
-def paginate(session: Session, stmt: Select, id_column, page: Page,
-             scope: Select | None = None) -> tuple[list, bool]:
-    """Rows of stmt, newest first, after page.after; (rows, has_more).
+def paginate(session: Session | Connection, stmt: Select, id_column, page: Page,
+             scope: Select | None = None, mappings: bool = False) -> tuple[list, bool]:
+    """Rows of stmt, newest first, after page.after; (rows, has_more). The rows are its first
+    column's values (ORM objects for select(Model)), or with `mappings` dicts of every column.
 
     `after` must name a row of `scope` (default: stmt; a wider one when stmt filters on something
     that may change between pages, such as a status): an unknown id, or another tenant's, is a 400
@@ -35,5 +36,6 @@ def paginate(session: Session, stmt: Select, id_column, page: Page,
             raise AppError("after: not a cursor of this list (use the last id of the prior page)",
                            code="invalid_cursor", param="after")
         stmt = stmt.where(id_column < page.after)
-    rows = list(session.scalars(stmt.order_by(id_column.desc()).limit(page.limit + 1)))
+    result = session.execute(stmt.order_by(id_column.desc()).limit(page.limit + 1))
+    rows = [dict(r) for r in result.mappings()] if mappings else list(result.scalars())
     return rows[: page.limit], len(rows) > page.limit

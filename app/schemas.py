@@ -35,6 +35,12 @@ Stored = Annotated[str, Field(pattern=NO_NUL)]
 Integer = Annotated[int, BeforeValidator(_integral)]
 
 
+def bounded(ge: int | None = None, le: int | None = None) -> Any:
+    """An Integer within bounds that stay in the OpenAPI document (minimum/maximum) also when
+    the field is optional (`bounded(1, 10) | None`: Field(ge=…) on the union would not)."""
+    return Annotated[int, Field(ge=ge, le=le), BeforeValidator(_integral)]
+
+
 def links(param: str, *operation_ids: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI links from a create operation's 201 to the operations that take the new id (as
     path parameter `param`), for clients and stateful testing (schemathesis)."""

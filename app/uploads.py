@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from app.errors import TooLarge
-from app.storage import LocalStorage
+from app.storage import Storage
 
 CHUNK = 1 << 20
 
@@ -50,7 +50,7 @@ def _stream_to(src: BinaryIO, dest: Path, limit: int,
     return size, digest.hexdigest()
 
 
-def stage(storage: LocalStorage, limit: int, upload: BinaryIO,
+def stage(storage: Storage, limit: int, upload: BinaryIO,
           observer: ChunkObserver | None = None) -> StagedUpload:
     """Stream the upload to a staging file while hashing (413 past `limit` bytes); nothing stays
     behind when it fails."""

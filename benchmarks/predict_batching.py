@@ -106,6 +106,16 @@ def model_from(base: str, model_id: str, into: Path):
     return load_predictor(into)
 
 
+def trained_head_model(base: str, into: Path, epochs: int):
+    """(dataset, job, predictor): a MiniLM `head` model trained through the service on Rotten
+    Tomatoes, its checkpoint downloaded into `into` and loaded the way the API does."""
+    ds = upload(base, RT / "train.csv")
+    job = run_job(base, {"base_model": "minilm-l6-v2", "training_dataset": ds["id"],
+                         "method": "head", "hyperparameters": {
+                             "epochs": epochs, "batch_size": 32, "learning_rate": 2e-3}})
+    return ds, job, model_from(base, job["model"], into)
+
+
 def ceiling(predictor, texts: list[str], batch: int, seconds: float) -> float:
     """Inputs/s of the raw model's forward pass on batches of `batch` texts (tokenised and
     padded to the batch's longest, as a hand-written batch loop would), no HTTP."""
@@ -149,11 +159,7 @@ def main() -> None:
     texts, labels = reviews(1663)
     data_dir = Path(tempfile.mkdtemp(prefix="adapt-bench-"))
     with serve(args.port, data_dir) as base:
-        ds = upload(base, RT / "train.csv")
-        job = run_job(base, {"base_model": "minilm-l6-v2", "training_dataset": ds["id"],
-                             "method": "head", "hyperparameters": {
-                                 "epochs": 2, "batch_size": 32, "learning_rate": 2e-3}})
-        predictor = model_from(base, job["model"], data_dir / "local-model")
+        _, job, predictor = trained_head_model(base, data_dir / "local-model", epochs=2)
     results = {}
     for mode, env in (("batched", {}), ("alone", {"ADAPT_PREDICT_MAX_BATCH": "1"})):
         with serve(args.port, data_dir, args=("--no-worker",), env=env) as base:

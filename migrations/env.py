@@ -1,11 +1,14 @@
 """Alembic environment: the URL comes from Settings (or the caller), the metadata from app.models."""
 from alembic import context
-from sqlalchemy import engine_from_config, pool
+from sqlalchemy import engine_from_config, pool, text
 
 from app.config import get_settings
 from app.models import Base
 
 config = context.config
+# Every API and worker process upgrades at start; on PostgreSQL they take turns (pods start
+# together on Kubernetes): the lock is held to commit, and the next one finds the schema current.
+MIGRATION_LOCK = 0x61646170  # "adap"
 if not config.get_main_option("sqlalchemy.url"):
     config.set_main_option("sqlalchemy.url", get_settings().resolved_database_url)
 
@@ -26,6 +29,9 @@ def run_online() -> None:
         context.configure(connection=connection, target_metadata=Base.metadata,
                           render_as_batch=True)
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": MIGRATION_LOCK})
             context.run_migrations()
 
 

@@ -1,6 +1,9 @@
 """Test environment: the embedded default (SQLite + SQLAlchemy broker in a temp dir), or PostgreSQL
 and Redis when ADAPT_TEST_DATABASE_URL / ADAPT_TEST_BROKER_URL are set (a fresh database is created
-for the run and dropped after). Settings are read from the environment, so it is set up here,
+for the run and dropped after). ADAPT_TEST_STORAGE=s3 stores blobs in a fresh bucket of an
+S3-compatible server (moto started on loopback, tests/s3server.py), and then the API (this
+process) and each worker process get separate data dirs: nothing shared but the database, the
+broker and the bucket. Settings are read from the environment, so it is set up here,
 before anything from app is imported."""
 import os
 import shutil
@@ -11,6 +14,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+import s3server
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -45,8 +50,16 @@ os.environ.update({
     # auth is off); tests/webhooks/test_webhook_destinations.py checks it is refused with keys on.
     "ADAPT_WEBHOOK_ALLOW_PRIVATE": "true",
     "TRANSFORMERS_OFFLINE": "1",
+    # No quality report on every upload (each would occupy the test workers); tests/datasets
+    # turns them on, or asks for reports with POST /v1/datasets/{id}/quality.
+    "ADAPT_QUALITY_REPORTS": "false",
     "TOKENIZERS_PARALLELISM": "false",
 })
+S3_MODE = os.environ.get("ADAPT_TEST_STORAGE", "") == "s3"
+if S3_MODE:
+    os.environ.update({"ADAPT_STORAGE_URL": f"s3://{s3server.new_bucket()}/blobs",
+                       "ADAPT_S3_ENDPOINT_URL": s3server.endpoint(),
+                       "ADAPT_S3_REGION": s3server.REGION})
 if _PG_URL:
     os.environ["ADAPT_DATABASE_URL"] = _PG_URL.rsplit("/", 1)[0] + f"/{_PG_DB}"
 else:
@@ -55,6 +68,9 @@ if os.environ.get("ADAPT_TEST_BROKER_URL"):
     os.environ["ADAPT_BROKER_URL"] = os.environ["ADAPT_TEST_BROKER_URL"]
 else:
     os.environ.pop("ADAPT_BROKER_URL", None)
+if S3_MODE:  # workers have data dirs of their own: name the embedded database and broker files
+    os.environ.setdefault("ADAPT_DATABASE_URL", f"sqlite:///{_TMP / 'data' / 'adapt.db'}")
+    os.environ.setdefault("ADAPT_BROKER_URL", f"sqla+sqlite:///{_TMP / 'data' / 'broker.db'}")
 
 
 def _admin(sql: str) -> None:
@@ -96,10 +112,11 @@ def environment():
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
     if settings.resolved_broker_url.startswith("redis"):
-        from app.queue import TRAIN_QUEUE, producer
+        from app.queue import EXPORT_QUEUE, QUALITY_QUEUE, known_queues, producer
 
         with producer().connection_for_write() as conn:
-            conn.default_channel.queue_purge(TRAIN_QUEUE)
+            for name in known_queues([EXPORT_QUEUE, QUALITY_QUEUE]):
+                conn.default_channel.queue_purge(name)
     yield settings
     from app.db import get_engine
 
@@ -129,12 +146,27 @@ class WorkerProcess:
         self.start()
 
     def start(self, wait: bool = True) -> None:
-        """Start the process; with wait, return once it is ready for tasks."""
-        from app.serve import worker_command
+        """Start the process; with wait, return once it is ready for tasks. A process that
+        exits before it is ready is started once more (seen once, in the full suite only, right
+        after a multi-process job's SIGTERM: the exit code and log are kept in the error if the
+        second start fails too)."""
+        try:
+            self._start(wait)
+        except RuntimeError as first:
+            if self.proc.poll() is None:
+                raise
+            print(f"worker exited before it was ready, starting it again: {first}")
+            self._start(wait)
+
+    def _start(self, wait: bool) -> None:
+        from app.serve import worker_command  # deferred: the test settings are set first
 
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "a")
         env = {**os.environ, **self.extra_env}
+        if S3_MODE and "ADAPT_DATA_DIR" not in self.extra_env:  # no directory shared with
+            # the API or another worker
+            env["ADAPT_DATA_DIR"] = str(self.log_path.parent / f"data-{self.log_path.stem}")
         for name in [k for k, v in env.items() if v is None]:  # None: back to the default
             del env[name]
         self.proc = subprocess.Popen(worker_command(), cwd=ROOT, stdout=log,
@@ -142,10 +174,17 @@ class WorkerProcess:
         deadline = time.time() + 90
         if not wait:
             return
-        while "ready." not in self.log_path.read_text()[offset:]:
+        # ready: celery says so, or it already takes tasks (a task waiting in the queue may be
+        # received before the "ready." line is written). The offset counts bytes: the session's
+        # log holds non-ASCII text, so a str slice at it would start past this start's lines.
+        while not any(m in self._log_since(offset) for m in (b"ready.", b"] received")):
             if self.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("worker did not start:\n" + self.log_path.read_text()[-3000:])
+                raise RuntimeError(f"worker did not start (exit code {self.proc.poll()}):\n"
+                                   + self._log_since(offset)[-6000:].decode(errors="replace"))
             time.sleep(0.2)
+
+    def _log_since(self, offset: int) -> bytes:
+        return self.log_path.read_bytes()[offset:]
 
     def kill(self) -> None:
         """SIGKILL: the process dies at once, mid-step, with no chance to clean up."""

@@ -35,6 +35,16 @@ def new_key(tenant: str, admin: bool = False, name: str = "test") -> tuple[str, 
         return row.id, {"Authorization": f"Bearer {key}"}
 
 
+def wait_healthy(base: str, tries: int = 300) -> None:
+    """Until the server at base answers /healthz (tries × 0.1 s at most)."""
+    for _ in range(tries):
+        try:
+            if httpx.get(f"{base}/healthz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+
+
 @contextmanager
 def uvicorn_server(**env: str) -> Iterator[str]:
     """The API as uvicorn serves it, in its own process (no worker in it), on a free loopback
@@ -46,20 +56,21 @@ def uvicorn_server(**env: str) -> Iterator[str]:
                              "--log-level", "warning"], cwd=ROOT, env={**os.environ, **env})
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_healthy(base)
         yield base
     finally:
         proc.terminate()
         proc.wait(timeout=30)
 
 
-def wait_for_job(client, job_id: str, timeout: float = 180, until=None) -> dict:
+# How long a job may take by default: longer with object storage, where each resume checkpoint
+# (every 10 steps in tests/chaos) is uploaded before training goes on.
+WAIT_S = 360 if os.environ.get("ADAPT_TEST_STORAGE") == "s3" else 180
+
+
+def wait_for_job(client, job_id: str, timeout: float | None = None, until=None) -> dict:
     """Poll the job until it has finished (or `until(job)` holds)."""
+    timeout = timeout or WAIT_S
     deadline = time.time() + timeout
     while time.time() < deadline:
         job = client.get(f"/v1/jobs/{job_id}").json()
@@ -67,6 +78,17 @@ def wait_for_job(client, job_id: str, timeout: float = 180, until=None) -> dict:
             return job
         time.sleep(0.25)
     raise AssertionError(f"job {job_id} did not finish in {timeout}s: {job}")
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module (its data builders serve tests too)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}",
+                                                  ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def toy_csv(n: int = 120, seed: int = 0) -> bytes:
@@ -82,6 +104,31 @@ def toy_csv(n: int = 120, seed: int = 0) -> bytes:
         rows.append(f"{' '.join(rng.choices(words, k=4))} film,{label}")
     return ("\n".join(rows) + "\n").encode()
 
+
+
+TOPIC_WORDS = {
+    "animal": ["dog", "cat", "horse", "cow", "sheep", "goat", "pig", "rabbit", "fox", "wolf",
+               "bear", "lion", "tiger", "zebra", "giraffe", "elephant", "monkey", "deer", "moose",
+               "otter", "beaver", "squirrel", "hedgehog", "badger", "camel", "donkey",
+               "kangaroo", "koala", "panda", "leopard"],
+    "vehicle": ["car", "truck", "bus", "bicycle", "motorcycle", "train", "tram", "van", "taxi",
+                "scooter", "tractor", "ambulance", "limousine", "jeep", "minivan", "lorry",
+                "coach", "trolleybus", "moped", "pickup", "sedan", "convertible", "hatchback",
+                "bulldozer", "forklift", "snowmobile", "subway", "rickshaw", "tank", "caravan"]}
+TOPIC_TEMPLATES = ["I saw a {} near the old bridge.", "There was a {} in front of our house.",
+                   "My neighbour bought a {} last week.", "A {} appeared at the end of the road.",
+                   "The children pointed at the {} and laughed.",
+                   "Nobody expected the {} to be there."]
+
+
+def topics_csv() -> bytes:
+    """60 sentences, animal or vehicle, each naming a word no other sentence uses, in templates
+    both classes share: only a model that knows what the words mean can tell them apart."""
+    rows = ["text,label"]
+    for i, (a, v) in enumerate(zip(*TOPIC_WORDS.values(), strict=True)):
+        rows.append(f'"{TOPIC_TEMPLATES[i % 6].format(a)}",animal')
+        rows.append(f'"{TOPIC_TEMPLATES[(i + 3) % 6].format(v)}",vehicle')
+    return ("\n".join(rows) + "\n").encode()
 
 
 REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port",

@@ -52,5 +52,26 @@ def test_only_the_lifecycle_writes_a_jobs_status():
     assert writers == {"app/jobs/lifecycle.py"}
 
 
+def test_only_the_export_lifecycle_writes_an_exports_status():
+    pattern = re.compile(r"update\(Export\)|\bexport\.status\s*=|Export\([^)]*\bstatus=")
+    writers = {str(p.relative_to(ROOT)) for p in _sources() if pattern.search(p.read_text())}
+    assert writers == {"app/exports/lifecycle.py"}
+
+
+def test_only_the_quality_lifecycle_writes_a_quality_reports_status():
+    pattern = re.compile(r"update\(QualityReport\)|\breport\.status\s*=|"
+                         r"QualityReport\([^)]*\bstatus=")
+    writers = {str(p.relative_to(ROOT)) for p in _sources() if pattern.search(p.read_text())}
+    assert writers == {"app/datasets/quality.py"}
+
+
+def test_leased_rows_change_status_only_through_app_leased():
+    """Exports and quality reports change status through their lifecycle modules, which use
+    app.leased (the one module with a generic `update(self.model)`)."""
+    pattern = re.compile(r"update\(self\.model\)|update\(m\)")
+    assert {str(p.relative_to(ROOT)) for p in _sources()
+            if pattern.search(p.read_text())} == {"app/leased.py"}
+
+
 def test_the_runner_stays_small():
     assert len((ROOT / "workers" / "runner.py").read_text().splitlines()) < 150

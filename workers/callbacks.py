@@ -10,9 +10,10 @@ from app.ids import new_id
 from app.jobs import events, lifecycle, repository
 from app.ml.callbacks import Callback, Control, TrainState
 from app.models import Checkpoint
-from app.storage import LocalStorage
+from app.storage import Storage
 from workers import shutdown
 from workers.lease import Lease
+from workers.resume import ResumeCheckpoints
 
 log = logging.getLogger(__name__)
 CANCEL_POLL_S = 0.25  # how often the job row is read for a cancel request
@@ -30,16 +31,24 @@ def progress_of(state: TrainState) -> dict:
 
 
 class JobRecorder(Callback):
-    def __init__(self, job_id: str, tenant: str, lease: Lease, storage: LocalStorage,
-                 interval_s: float):
+    def __init__(self, job_id: str, tenant: str, lease: Lease, storage: Storage,
+                 interval_s: float, resume: ResumeCheckpoints | None = None):
         self.job_id, self.tenant, self.lease = job_id, tenant, lease
-        self.storage, self.interval_s = storage, interval_s
+        self.storage, self.interval_s, self.resume = storage, interval_s, resume
         self._last_write = self._last_poll = 0.0
 
     def setup_done(self, feature_stats: dict | None, resumed_step: int | None,
-                   state: TrainState) -> None:
-        """What setup found: encoder features from the shared cache, a resumed step."""
+                   state: TrainState, data_report: dict | None = None) -> None:
+        """What setup found: texts longer than max_length (and whether they are chunked), encoder
+        features from the shared cache, a resumed step."""
         with session_scope() as s:
+            if (data := data_report) and data["longer_than_max_length"]:
+                how = ("read in overlapping windows (chunking)" if data["chunking"]
+                       else "cut at max_length")
+                events.record(s, self.job_id, f"{data['longer_than_max_length']} of "
+                              f"{data['examples']} texts are longer than max_length "
+                              f"({data['max_length']} tokens): {how}; "
+                              f"{data['truncated_examples']} truncated", data=data)
             if stats := feature_stats:
                 events.record(s, self.job_id, f"encoder features for {stats['examples']} "
                               f"examples: {stats['examples'] - stats['computed']} from the shared "
@@ -115,6 +124,8 @@ class JobRecorder(Callback):
 
     def on_resume_saved(self, state: TrainState, path: Path) -> None:
         """The attempt made progress: a crash from here on resumes past where it started."""
+        if self.resume is not None:
+            self.resume.publish(path)  # object storage: uploaded before it counts as saved
         log.info("job %s: resume checkpoint at step %s", self.job_id, state.step)
         if not lifecycle.saved(self.job_id, self.lease.attempt, state.step):
             self.lease.lost.set()

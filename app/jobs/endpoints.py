@@ -6,16 +6,17 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import (FileResponse, JSONResponse, PlainTextResponse,
+                               StreamingResponse)
 from starlette.background import BackgroundTask
 
-from app.config import Settings
-from app.keys.auth import Tenant
+from app.config import Settings, get_settings
+from app.keys.auth import Tenant, tenant_of
 from app.db import DbSession, session_scope
 from app.deps import SettingsDep, StorageDep
 from app.idempotency import IdempotencyDep, request_hash
 from app.jobs import repository, service
-from app.jobs.archive import zip_directory
+from app.jobs.archive import zip_directory, zip_stream
 from app.jobs.schemas import (CheckpointList, CheckpointOut, EventList, EventOut, JobCreate,
                               JobOut, MetricList)
 from app.models import FINAL_STATUSES
@@ -40,17 +41,23 @@ def create_job(req: JobCreate, session: DbSession, settings: SettingsDep, tenant
                     .model_dump(mode="json"))
 
 
+# The hot reads: async routes making one thread-pool hop for the whole read (Core queries on an
+# autocommit connection; no session, no commit), answering the JSON response_model would. The
+# caller is resolved in the route (tenant_of), not by a chain of dependencies: FastAPI's solving
+# of each one costs the event loop more than the key cache lookup itself.
 @router.get("/jobs", response_model=ListOf[JobOut])
-def list_jobs(session: DbSession, settings: SettingsDep, tenant: Tenant,
-              page: Annotated[Page, Depends(page_params)], status: JobStatus | None = None):
-    rows, has_more = repository.list_page(session, tenant, page, status)
-    return ListOf[JobOut](data=service.outs(session, settings, rows), has_more=has_more)
+async def list_jobs(request: Request, page: Annotated[Page, Depends(page_params)],
+                    status: JobStatus | None = None):
+    tenant = await tenant_of(request)
+    return JSONResponse(await run_in_threadpool(service.read_page, get_settings(), tenant, page,
+                                                status))
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
-def get_job(job_id: str, session: DbSession, settings: SettingsDep, tenant: Tenant):
+async def get_job(job_id: str, request: Request):
     """The job; while it is queued, `queue` says its place and how many workers take jobs."""
-    return service.out(session, settings, service.get(session, tenant, job_id))
+    tenant = await tenant_of(request)
+    return JSONResponse(await run_in_threadpool(service.read_one, get_settings(), tenant, job_id))
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut)
@@ -137,6 +144,9 @@ def checkpoint_content(checkpoint_id: str, session: DbSession, storage: StorageD
                        settings: SettingsDep, tenant: Tenant):
     """The checkpoint as a ZIP of a directory that transformers loads as it is."""
     ckpt = service.checkpoint(session, tenant, checkpoint_id)
+    if storage.remote:
+        return StreamingResponse(zip_stream(storage, ckpt.storage_key), media_type="application/zip",
+                                 headers={"Content-Disposition": f'attachment; filename="{ckpt.id}.zip"'})
     path = zip_directory(storage.local_path(ckpt.storage_key), storage.staging_dir())
     return FileResponse(path, media_type="application/zip", filename=f"{ckpt.id}.zip",
                         background=BackgroundTask(lambda: path.unlink(missing_ok=True)))

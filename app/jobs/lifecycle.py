@@ -72,7 +72,8 @@ def enqueue(session: Session, job: Job) -> Job:
     session.add(job)
     session.flush()
     events.record(session, job.id, "job queued", type="status", data={"status": "queued"})
-    after_commit(session, lambda: queue.send_training(job.id))
+    name = queue.queue_for(job.resources)
+    after_commit(session, lambda: queue.send_training(job.id, queue=name))
     return job
 
 
@@ -179,8 +180,9 @@ def requeue(job_id: str, attempt: int, message: str, countdown: float = 0,
         done = _changed(s, _fenced(job_id, attempt).where(Job.status == "running").values(
             worker_id=None, lease_expires_at=None, enqueued_at=utcnow(), **values), job_id,
             "queued", message)
+        resources = s.scalar(select(Job.resources).where(Job.id == job_id))
     if done:
-        queue.send_training(job_id, countdown=countdown)
+        queue.send_training(job_id, countdown=countdown, queue=queue.queue_for(resources))
     return done
 
 
@@ -223,15 +225,40 @@ def succeed(job_id: str, attempt: int, make_model: Callable[[Session, Checkpoint
         return model.id
 
 
-def expire_leases() -> list[str]:
+def preflight_done(job_id: str, attempt: int, report: dict) -> bool:
+    """A dry run → succeeded, with what its pre-flight measured; no model is made."""
+    with session_scope() as s:
+        return _changed(s, _fenced(job_id, attempt).values(
+            finished_at=utcnow(), lease_expires_at=None, preflight=report, error=None), job_id,
+            "succeeded", f"dry run done: peak memory {report['peak_memory_bytes'] / 2**20:.0f} "
+            f"MiB at batch size {report['batch_size']}, largest batch size that fits "
+            f"{report['max_batch_size']}, about {report['seconds_total']:.0f}s in total",
+            data={"preflight": report})
+
+
+def batch_size_chosen(job_id: str, attempt: int, hyperparameters: dict, report: dict) -> bool:
+    """A real job's batch_size "auto", resolved by its pre-flight: the job shows the number (and
+    a later attempt resumes with it). False when this attempt lost the job."""
+    with session_scope() as s:
+        if s.execute(_fenced(job_id, attempt).values(
+                hyperparameters=hyperparameters, preflight=report)).rowcount != 1:
+            return False
+        events.record(s, job_id, f"batch_size auto: {hyperparameters['batch_size']} (the "
+                      f"pre-flight's largest that fits is {report['max_batch_size']})",
+                      data={"batch_size": hyperparameters["batch_size"], "preflight": report})
+        return True
+
+
+def expire_leases() -> dict[str, str]:
     """Jobs whose lease lapsed (their worker died): running → queued, to be resumed by any
-    worker; cancelling → cancelled. Returns the ids re-queued (the caller sends them)."""
-    now, requeued = utcnow(), []
+    worker; cancelling → cancelled. Returns {re-queued job id: its queue} (the caller sends
+    them)."""
+    now, requeued = utcnow(), {}
     with session_scope() as s:
         expired = s.execute(select(Job.id, Job.status, Job.attempts, Job.worker_id, Job.crashes,
-                                   Job.saved_step, Job.start_step).where(
+                                   Job.saved_step, Job.start_step, Job.resources).where(
             Job.status.in_(OWNED), Job.lease_expires_at < now)).all()
-        for job_id, status, attempt, worker, crashes, saved_step, start_step in expired:
+        for job_id, status, attempt, worker, crashes, saved_step, start_step, res in expired:
             to = "queued" if status == "running" else "cancelled"
             crashed = _crashed(saved_step, start_step)
             stmt = update(Job).where(Job.id == job_id, Job.attempts == attempt,
@@ -248,22 +275,27 @@ def expire_leases() -> list[str]:
                         f"{'re-queued' if to == 'queued' else to}", level="warning",
                         data={"attempt": attempt, "crashes": (crashes or 0) + crashed}
                         ) and to == "queued":
-                requeued.append(job_id)
+                requeued[job_id] = queue.queue_for(res)
     return requeued
 
 
-def queued_without_message() -> list[str]:
-    """Queued jobs to send again when the broker holds fewer messages than the database owes."""
+def queued_without_message() -> dict[str, str]:
+    """Queued jobs to send again, {job id: its queue}: those of every queue where the broker
+    holds fewer messages than the database owes."""
     cutoff = utcnow() - timedelta(seconds=RESEND_GRACE_S)
     with session_scope() as s:
-        owed = s.scalars(select(Job.id).where(Job.status == "queued", Job.enqueued_at < cutoff)
-                         .order_by(Job.id)).all()
-    if not owed:
-        return []
-    waiting = queue.queue_size()
-    if waiting is not None and waiting >= len(owed):
-        return []
-    with session_scope() as s:
-        s.execute(update(Job).where(Job.id.in_(owed), Job.status == "queued")
-                  .values(enqueued_at=utcnow()))
-    return list(owed)
+        rows = s.execute(select(Job.id, Job.resources).where(
+            Job.status == "queued", Job.enqueued_at < cutoff).order_by(Job.id)).all()
+    by_queue: dict[str, list[str]] = {}
+    for job_id, resources in rows:
+        by_queue.setdefault(queue.queue_for(resources), []).append(job_id)
+    sizes = queue.queue_sizes(list(by_queue)) if by_queue else {}
+    lost = {}
+    for name, owed in by_queue.items():
+        if (waiting := sizes[name]) is None or waiting < len(owed):
+            lost.update(dict.fromkeys(owed, name))
+    if lost:
+        with session_scope() as s:
+            s.execute(update(Job).where(Job.id.in_(lost), Job.status == "queued")
+                      .values(enqueued_at=utcnow()))
+    return lost

@@ -6,13 +6,16 @@ import secrets
 
 from sqlalchemy.orm import Session
 
+from app.db import after_commit
 from app.errors import InvalidInput, NotFound
 from app.ids import new_id
 from app.keys import repository
 from app.models import ApiKey
 from app.models.base import utcnow
+from app.shared_state import Generation
 
 TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+revocations = Generation("key-revocations")
 KEY = re.compile(r"^adapt_([a-z0-9]{12})_([A-Za-z0-9_-]{32,64})$")
 
 
@@ -53,9 +56,11 @@ def list_keys(session: Session, tenant: str | None = None) -> list[ApiKey]:
 
 
 def revoke(session: Session, key_id: str) -> ApiKey:
+    """Revoke the key; once that has committed, every API process's key cache is outdated."""
     row = repository.get(session, key_id)
     if row is None:
         raise NotFound(f"No API key {key_id!r}.", param="id")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        after_commit(session, revocations.bump)
     return row

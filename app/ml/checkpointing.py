@@ -25,8 +25,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 def save(root: Path, *, model: torch.nn.Module, optimizer, scheduler, state: TrainState,
-         position: dict, keep_last: int) -> Path:
-    """Write root/step-NNNNNNNN atomically; keep the newest keep_last."""
+         position: dict, keep_last: int, rank_rngs: list | None = None) -> Path:
+    """Write root/step-NNNNNNNN atomically; keep the newest keep_last. rank_rngs: every
+    process's RNG states, for a job trained by several (app.ml.distributed)."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{state.step:08d}"
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
@@ -41,7 +42,8 @@ def save(root: Path, *, model: torch.nn.Module, optimizer, scheduler, state: Tra
         save_file(buffers, str(tmp / "buffers.safetensors"))
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "rank_rngs": rank_rngs or []},
                tmp / "optim.pt")
     (tmp / "state.json").write_text(json.dumps({"state": asdict(state), "position": position}))
     for f in tmp.iterdir():
@@ -66,7 +68,8 @@ def latest(root: Path) -> Path | None:
 
 
 def load(path: Path, *, model: torch.nn.Module, optimizer, scheduler) -> tuple[TrainState, dict]:
-    """Restore weights, optimizer, scheduler and RNG states; returns (state, position)."""
+    """Restore weights, optimizer, scheduler and RNG states; returns (state, position), the
+    position with "rank_rngs" (every process's RNG states; [] from a single process)."""
     weights = load_file(str(path / "weights.safetensors"))
     params = dict(model.named_parameters())
     with torch.no_grad():
@@ -84,7 +87,8 @@ def load(path: Path, *, model: torch.nn.Module, optimizer, scheduler) -> tuple[T
     if blob["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(blob["cuda_rng"])
     meta = json.loads((path / "state.json").read_text())
-    return TrainState(**meta["state"]), meta["position"]
+    rank_rngs = [(cpu, _as_tuple(py), cuda) for cpu, py, cuda in blob.get("rank_rngs", [])]
+    return TrainState(**meta["state"]), {**meta["position"], "rank_rngs": rank_rngs}
 
 
 def _as_tuple(value):

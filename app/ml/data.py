@@ -160,6 +160,34 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int,
     return [out[i] for i in torch.randperm(len(out), generator=g).tolist()]
 
 
+def shard_batches(batch_list: Sequence[Sequence[int]], rank: int,
+                  world: int) -> tuple[list[list[int]], list[bool]]:
+    """Process `rank`'s share of each batch (of `world` processes): a contiguous slice, the sizes
+    differing by one at most, so the global batches and their order, a function of (seed, epoch),
+    stay those of one process and a resume position (the batch index) means the same in both.
+    A batch with fewer examples than processes leaves some shares empty: those get the batch's
+    first example as padding, flagged True (its loss must not count), so every process still
+    takes part in the step's gradient all-reduce."""
+    if world == 1:
+        return [list(b) for b in batch_list], [False] * len(batch_list)
+    out, pad = [], []
+    for b in batch_list:
+        part = list(b[len(b) * rank // world: len(b) * (rank + 1) // world])
+        out.append(part or list(b[:1]))
+        pad.append(not part)
+    return out, pad
+
+
+IGNORE_LABEL = -100  # cross_entropy's ignore_index: a padding example's label
+
+
+def without_padding(batches: Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]],
+                    pad: Sequence[bool]) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+    """The batches with every label of a padding batch (see shard_batches) set to IGNORE_LABEL."""
+    for (inputs, labels), is_pad in zip(batches, pad, strict=True):
+        yield inputs, torch.full_like(labels, IGNORE_LABEL) if is_pad else labels
+
+
 def chunks(order: Sequence[int], size: int) -> list[list[int]]:
     return [list(order[b: b + size]) for b in range(0, len(order), size)]
 
@@ -182,3 +210,58 @@ def feature_batches(data: FeatureData, batch_list: Sequence[Sequence[int]],
     for idx in batch_list[start:]:
         idx = torch.tensor(idx, dtype=torch.long)
         yield {"features": data.features[idx]}, torch.tensor([data.labels[i] for i in idx.tolist()])
+
+
+# -- long texts: overlapping windows ----------------------------------------------------------
+@dataclass
+class WindowedTexts:
+    """Each example as one or more overlapping windows of token ids (special tokens included),
+    and label indices: a long text is read whole instead of cut at max_length."""
+
+    windows: list[list[list[int]]]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def token_counts(tokenizer, texts: Sequence[str]) -> list[int]:
+    """Each text's length in tokens, special tokens included (no truncation)."""
+    ids = tokenizer(list(texts), add_special_tokens=False, truncation=False,
+                    verbose=False)["input_ids"]
+    extra = tokenizer.num_special_tokens_to_add()
+    return [len(x) + extra for x in ids]
+
+
+def encode_windows(tokenizer, texts: Sequence[str], labels: Sequence[int], max_length: int,
+                   overlap: int, max_chunks: int) -> WindowedTexts:
+    """Split every text into windows of max_length tokens (special tokens included), each
+    sharing `overlap` tokens with the one before (the tokenizer's own overflow with stride); at
+    most max_chunks windows per text (the text's rest is cut, as truncation would)."""
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length, stride=overlap,
+                    return_overflowing_tokens=True)
+    out: list[list[list[int]]] = [[] for _ in texts]
+    for ids, owner in zip(enc["input_ids"], enc["overflow_to_sample_mapping"], strict=True):
+        if len(out[owner]) < max_chunks:
+            out[owner].append(ids)
+    return WindowedTexts(out, list(labels))
+
+
+def window_batches(data: WindowedTexts, batch_list: Sequence[Sequence[int]], pad_id: int,
+                   start: int = 0) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+    """Every window of the batch's examples in one padded tensor, and `doc`: which example of
+    the batch each window belongs to (the model averages the windows' logits per example)."""
+    for idx in batch_list[start:]:
+        flat = [(row, w) for row, i in enumerate(idx) for w in data.windows[i]]
+        inputs = collate([w for _, w in flat], pad_id)
+        inputs["doc"] = torch.tensor([row for row, _ in flat], dtype=torch.long)
+        yield inputs, torch.tensor([data.labels[i] for i in idx], dtype=torch.long)
+
+
+def pool_windows(logits: torch.Tensor, doc: torch.Tensor) -> torch.Tensor:
+    """The mean of each example's window logits ([windows, C] → [examples, C])."""
+    n = int(doc.max()) + 1
+    sums = torch.zeros(n, logits.shape[-1], dtype=logits.dtype, device=logits.device)
+    sums.index_add_(0, doc, logits)
+    counts = torch.bincount(doc, minlength=n).to(logits.dtype)
+    return sums / counts.unsqueeze(-1)

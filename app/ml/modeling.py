@@ -20,7 +20,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
-from app.ml import modeling_adapt
+from app.ml import modeling_adapt, sharing
+from app.ml.data import pool_windows
 from app.ml.modeling_adapt import MODEL_TYPE, AdaptTextClassifierConfig, build_encoder, pool
 
 log = logging.getLogger(__name__)
@@ -66,14 +67,21 @@ class TextClassifier(nn.Module):
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
-        feats = pool(out.last_hidden_state, attention_mask, self.pooling)
+        return self.pooled(out.last_hidden_state, attention_mask)
+
+    def pooled(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The features of the encoder's token states (a shared encoder's, in a fan-out)."""
+        feats = pool(hidden, attention_mask, self.pooling)
         if self.normalize:
             feats = nn.functional.normalize(feats, dim=-1) * self.scale
         return feats
 
     def forward(self, input_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None,
-                features: torch.Tensor | None = None) -> torch.Tensor:
+                features: torch.Tensor | None = None,
+                doc: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits per example; with `doc` (long texts in windows, app.ml.data.window_batches)
+        the rows are windows and their logits are averaged per example."""
         if features is not None:  # precomputed by the frozen encoder (see FeatureCache)
             return self.head(self.dropout(features))
         if self.frozen_encoder:
@@ -81,7 +89,8 @@ class TextClassifier(nn.Module):
                 feats = self.features(input_ids, attention_mask)
         else:
             feats = self.features(input_ids, attention_mask)
-        return self.head(self.dropout(feats))
+        logits = self.head(self.dropout(feats))
+        return logits if doc is None else pool_windows(logits, doc)
 
     def train(self, mode: bool = True) -> "TextClassifier":
         super().train(mode)
@@ -98,10 +107,13 @@ def load_encoder(model_dir: str | Path) -> nn.Module:
 
 
 def load_tokenizer(model_dir: str | Path):
-    return AutoTokenizer.from_pretrained(str(model_dir))
+    """The tokenizer saved in model_dir. Our checkpoints' config names modeling_adapt.py in its
+    auto_map, and AutoTokenizer reads the config first: without trust_remote_code=False it asked
+    "run the custom code? [y/N]" on a terminal (and waited); the tokenizer needs no code."""
+    return AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=False)
 
 
-def _encoder_blocks(encoder: nn.Module) -> nn.ModuleList:
+def encoder_blocks(encoder: nn.Module) -> nn.ModuleList:
     """The encoder's stack of transformer blocks: the longest ModuleList in it."""
     lists = [m for m in encoder.modules() if isinstance(m, nn.ModuleList)]
     if not lists:
@@ -118,7 +130,7 @@ def apply_method(model: TextClassifier, method: str, hp: dict) -> TextClassifier
     if method == "head":
         model.frozen_encoder = True
     elif method == "partial":
-        blocks = _encoder_blocks(model.encoder)
+        blocks = encoder_blocks(model.encoder)
         for block in list(blocks)[-hp["unfreeze_layers"]:]:
             block.requires_grad_(True)
     elif method == "lora":
@@ -141,14 +153,18 @@ def build_classifier(base_dir: str | Path, labels: list[str], method: str, hp: d
 
 
 def export(model: TextClassifier, tokenizer, labels: list[str], out_dir: Path, extra: dict) -> None:
-    """Write a self-contained checkpoint directory (adapters merged into the encoder weights)."""
+    """Write a self-contained checkpoint directory (adapters merged into the encoder weights; a
+    lora model's adapter also kept apart, and what a server may share recorded: app.ml.sharing)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     encoder = model.encoder
+    shared = sharing.export_info(encoder, extra.get("method", ""), out_dir)
     if hasattr(encoder, "merge_and_unload"):  # peft: export plain weights, not base + adapter
         encoder = copy.deepcopy(encoder).merge_and_unload()
     config = AdaptTextClassifierConfig(
         adapt_encoder=encoder.config.to_dict(), pooling=model.pooling, normalize=model.normalize,
-        scale=model.scale, id2label=dict(enumerate(labels)),
+        scale=model.scale,
+        calibration_temperature=(extra.get("calibration") or {}).get("temperature", 1.0),
+        id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)},
         architectures=["AdaptForSequenceClassification"])
     config.auto_map = AUTO_MAP
@@ -163,6 +179,8 @@ def export(model: TextClassifier, tokenizer, labels: list[str], out_dir: Path, e
                                   extra.get("max_length", 128))
     meta = {"task": "text-classification", "labels": labels, "pooling": model.pooling,
             "normalize": model.normalize, "scale": model.scale, **extra}
+    if shared:
+        meta["sharing"] = shared
     (out_dir / ADAPT_FILE).write_text(json.dumps(meta, indent=2))
     (out_dir / "README.md").write_text(_README.format(labels=labels, pooling=model.pooling))
 

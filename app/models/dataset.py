@@ -1,7 +1,8 @@
 from sqlalchemy import BigInteger, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, TenantOwned
+from app.models.quality_report import QualityReport
 
 
 class Dataset(TenantOwned, Base):
@@ -22,3 +23,13 @@ class Dataset(TenantOwned, Base):
     label_column: Mapped[str] = mapped_column(String(255))
     storage_key: Mapped[str] = mapped_column(String(512))
     status: Mapped[str] = mapped_column(String(16), default="ready")
+    # Reports on the dataset alone, oldest first (a new one replaces the finished ones).
+    own_quality_reports: Mapped[list[QualityReport]] = relationship(
+        primaryjoin="and_(Dataset.id == QualityReport.dataset_id, "
+                    "QualityReport.against_dataset_id.is_(None))",
+        order_by=QualityReport.created_at, viewonly=True, lazy="selectin")
+
+    @property
+    def quality(self) -> QualityReport | None:
+        """The dataset's newest own quality report (None when none was asked for)."""
+        return self.own_quality_reports[-1] if self.own_quality_reports else None

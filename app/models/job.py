@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import Float, ForeignKey, Integer, String
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, TenantOwned
@@ -25,10 +25,20 @@ class Job(TenantOwned, Base):
     seed: Mapped[int] = mapped_column(Integer)
     suffix: Mapped[str | None] = mapped_column(String(64))
     user_metadata: Mapped[dict] = mapped_column("metadata")
+    # {"device": "auto"|"cpu"|"gpu", "gpus": n}: which workers may take it (app.queue.queue_for);
+    # NULL on jobs made before resources existed = run anywhere.
+    resources: Mapped[dict | None]
     progress: Mapped[dict | None]
     metrics: Mapped[dict | None]
     error: Mapped[dict | None]
     model_id: Mapped[str | None] = mapped_column(String(40))
+    # The model this job derives from: a distill job's teacher, a prune job's source model.
+    source_model_id: Mapped[str | None] = mapped_column(String(40))
+    # A dry run (POST /v1/jobs with dry_run): the worker runs a pre-flight (app.ml.preflight)
+    # instead of training, writes it to `preflight`, and makes no model. A real job with
+    # batch_size "auto" records the pre-flight it ran before training there too.
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    preflight: Mapped[dict | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Attempts that ended (died, or met a transient error) without saving a resume checkpoint past
     # the one they started from: ADAPT_MAX_ATTEMPTS bounds these, not attempts that made progress.
@@ -42,3 +52,11 @@ class Job(TenantOwned, Base):
     enqueued_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+    @property
+    def teacher(self) -> str | None:
+        return self.source_model_id if self.method == "distill" else None
+
+    @property
+    def source_model(self) -> str | None:
+        return self.source_model_id if self.method == "prune" else None

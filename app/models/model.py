@@ -18,3 +18,7 @@ class Model(TenantOwned, Base):
     checkpoint_id: Mapped[str] = mapped_column(ForeignKey("checkpoints.id"))
     metrics: Mapped[dict]
     evaluation: Mapped[dict | None]
+    # Lineage: the model it was distilled from (teacher) or pruned from, and what that changed
+    # (params, size, latency, accuracy beside the source's: workers/compression.py).
+    source_model_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    compression: Mapped[dict | None]

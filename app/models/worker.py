@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, utcnow
@@ -15,3 +15,7 @@ class Worker(Base):
     id: Mapped[str] = mapped_column(String(255), primary_key=True)  # host:pid
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # Its device class ("cpu" or "gpu") and the GPUs it holds; NULL = a worker from before
+    # classes, which consumes only the `training` queue (jobs that run anywhere).
+    device: Mapped[str | None] = mapped_column(String(8))
+    gpus: Mapped[int | None] = mapped_column(Integer)

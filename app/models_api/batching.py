@@ -52,6 +52,7 @@ def requests_on_their_way() -> int:
 class _Request:
     inputs: list
     top_k: int
+    caller: str | None = None
     future: Future = field(default_factory=Future)
 
 
@@ -69,8 +70,11 @@ class Batcher:
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, inputs: list, top_k: int, arrival: Arrival | None = None) -> Future:
-        req = _Request(list(inputs), top_k)
+    def submit(self, inputs: list, top_k: int, arrival: Arrival | None = None,
+               caller: str | None = None) -> Future:
+        """The future of the request's results; once done, its `batch` says what the batch it
+        ran in held (requests, inputs, the distinct callers that named themselves)."""
+        req = _Request(list(inputs), top_k, caller)
         with self._cv:
             if self._closed:
                 raise RuntimeError("batcher is closed")
@@ -123,7 +127,10 @@ class Batcher:
                 continue
             self.batches += 1
             self.requests += len(batch)
+            info = {"seq": self.batches, "requests": len(batch), "inputs": len(inputs),
+                    "callers": sorted({r.caller for r in batch if r.caller is not None})}
             at = 0
             for r in batch:
+                r.future.batch = info
                 r.future.set_result(results[at: at + len(r.inputs)])
                 at += len(r.inputs)

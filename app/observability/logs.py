@@ -1,8 +1,11 @@
 """Structured logs: one JSON object a line (or readable text), carrying the request and job ids
 that are in context when the line is written."""
+import atexit
 import json
 import logging
+import queue
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -68,14 +71,62 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{' '.join(ids)}]" if ids else line
 
 
-def configure_logging(fmt: str | None = None, stream: TextIO | None = None) -> None:
-    """One handler on the root logger (replacing the one an earlier call installed), INFO."""
+class BackgroundHandler(logging.Handler):
+    """Formats and writes on a thread of its own, every line waiting in one write: the thread
+    that logs (the API's event loop, for each access line) only queues the record. Lines still
+    queued are written at close (at exit)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+        self._queue: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="adapt-log-writer", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._queue.put(record)
+
+    def _run(self) -> None:
+        while True:
+            records = [self._queue.get()]
+            while not self._queue.empty():
+                records.append(self._queue.get())
+            lines = []
+            for record in filter(None, records):
+                try:
+                    lines.append(self.format(record) + "\n")
+                except Exception:  # noqa: BLE001 - logging's own rule: never raise
+                    self.handleError(record)
+            if lines:
+                try:
+                    self.stream.write("".join(lines))
+                    self.stream.flush()
+                except (OSError, ValueError):
+                    pass  # the stream was closed (at exit): nowhere left to write
+            if None in records:
+                return
+
+    def close(self) -> None:
+        """Write what is queued and stop the thread."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout=5)
+        super().close()
+
+
+def configure_logging(fmt: str | None = None, stream: TextIO | None = None,
+                      background: bool = False) -> None:
+    """One handler on the root logger (replacing the one an earlier call installed), INFO.
+    `background`: lines are formatted and written by a thread (BackgroundHandler)."""
     if fmt is None:
         fmt = get_settings().log_format
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_adapt", False)]:
         root.removeHandler(old)
-    handler = logging.StreamHandler(stream or sys.stderr)
+        old.close()
+    handler = (BackgroundHandler(stream or sys.stderr) if background
+               else logging.StreamHandler(stream or sys.stderr))
     handler._adapt = True  # type: ignore[attr-defined]
     handler.addFilter(ContextFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())

@@ -1,6 +1,18 @@
-"""Prometheus metrics counted by this API process: requests, predict latency, model-cache hits.
-(Jobs, queue depth and training throughput are read when scraped: app.ops.StateCollector.)"""
-from prometheus_client import REGISTRY, Counter, Histogram, generate_latest
+"""Prometheus metrics counted by the API processes: requests, predict latency, model-cache hits.
+(Jobs, queue depth and training throughput are read when scraped: app.ops.StateCollector.)
+
+With several API processes (adapt-serve --api-workers N) each process writes its counts to files
+in PROMETHEUS_MULTIPROC_DIR (set by app.serve before they start) and /metrics adds them all up,
+whichever process answers the scrape."""
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 HTTP_REQUESTS = Counter("adapt_http_requests", "HTTP requests by route template and status.",
                         ["method", "route", "status"])
@@ -31,6 +43,55 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
 
 
 
-def render() -> bytes:
-    """Every metric of this process, in the Prometheus text format."""
-    return generate_latest(REGISTRY)
+class _LoadedModels:
+    """Memory of the loaded models, read from the model cache when scraped: each shared backbone
+    once, and each model's own weights (a head, a LoRA adapter, or a whole copy)."""
+
+    def __init__(self):
+        self.source: Callable[[], tuple[list, list]] | None = None
+
+    def collect(self):
+        backbones, models = self.source() if self.source else ([], [])
+        bb = GaugeMetricFamily("adapt_loaded_backbone_bytes", "Bytes of each loaded shared "
+                               "encoder (counted once for all the models on it).",
+                               labels=["base_model", "fingerprint"])
+        for labels, n in backbones:
+            bb.add_metric([labels["base_model"], labels["fingerprint"]], n)
+        own = GaugeMetricFamily("adapt_loaded_model_bytes", "Bytes of each loaded model's own "
+                                "weights: its head, its LoRA adapter, or (whole) all of them.",
+                                labels=["model", "kind"])
+        for labels, n in models:
+            own.add_metric([labels["model"], labels["kind"]], n)
+        yield bb
+        yield own
+
+
+_LOADED = _LoadedModels()
+REGISTRY.register(_LOADED)
+
+
+def watch_loaded_models(source: Callable[[], tuple[list, list]]) -> None:
+    """Report the memory of the models source() lists ((labels, bytes) of backbones, of models)."""
+    _LOADED.source = source
+
+
+def prepare_multiprocess(directory: Path) -> None:
+    """Before starting several API processes: an empty directory for their counts (a previous
+    run's files would be added in), named in the environment they inherit."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        return  # the operator's own choice (and its cleaning)
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+
+
+def render(shared: Collector) -> bytes:
+    """Every metric in the Prometheus text format: this process's (with several API processes,
+    all of theirs added up) and `shared`, the gauges read at scrape time."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    registry.register(shared)
+    registry.register(_LOADED)
+    return generate_latest(registry)

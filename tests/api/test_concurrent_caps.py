@@ -1,5 +1,6 @@
 """Per-tenant caps hold under concurrency: 40 parallel creates against a real server process
-(no worker in it: the jobs stay queued) make exactly as many rows as the cap allows."""
+(no worker in it, and the jobs ask for a GPU that the tests' CPU worker does not serve: they stay
+queued) make exactly as many rows as the cap allows."""
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,6 +17,7 @@ JOB_CAP, WEBHOOK_CAP, PARALLEL = 8, 20, 40
 @pytest.fixture(scope="module")
 def server(environment):
     with uvicorn_server(ADAPT_AUTH="on", ADAPT_MAX_ACTIVE_JOBS_PER_TENANT=str(JOB_CAP),
+                        ADAPT_WORKER_CLASSES="cpu,gpu:1",
                         ADAPT_MAX_WEBHOOKS_PER_TENANT=str(WEBHOOK_CAP)) as base:
         yield base
 
@@ -37,7 +39,7 @@ def test_40_parallel_job_creates_make_exactly_the_cap(server):
     ds = httpx.post(f"{server}/v1/datasets", files={"file": ("c.csv", toy_csv(20))}, headers=h,
                     timeout=60).json()
     body = {"base_model": "tiny-bert", "training_dataset": ds["id"],
-            "hyperparameters": {"epochs": 1}}
+            "hyperparameters": {"epochs": 1}, "resources": {"device": "gpu"}}
     responses = in_parallel(lambda _: httpx.post(f"{server}/v1/jobs", json=body, headers=h,
                                                  timeout=120))
     codes = sorted(r.status_code for r in responses)

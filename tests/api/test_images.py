@@ -328,3 +328,41 @@ def test_partial_unfreezes_the_last_blocks_and_trains(client, digits):
     lora = client.post("/v1/jobs", json={"base_model": "mobilenet-v2-imagenet",
                                          "training_dataset": digits["id"], "method": "lora"})
     assert lora.status_code == 422 and "text models only" in lora.json()["error"]["message"]
+
+
+def test_image_explanations_are_heatmaps_at_the_input_resolution(client, digits_model):
+    """Base64 and multipart; a wide image's heatmap covers only the centre crop the model saw."""
+    (digit, label), = heldout(1, seed=3)
+    wide = io.BytesIO()
+    Image.open(io.BytesIO(digit)).convert("RGB").resize((48, 32)).save(wide, format="PNG")
+    url = f"/v1/models/{digits_model['model']}/explain"
+    res = client.post(url, json={"inputs": [{"image_base64": base64.b64encode(b).decode()}
+                                            for b in (digit, wide.getvalue())], "target": label,
+                           "steps": 8})
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["method"] == "integrated_gradients" and body["steps"] == 8
+    square, wide_ex = body["explanations"]
+    assert square["target"] == wide_ex["target"] == label and "words" not in square
+    maps = [Image.open(io.BytesIO(base64.b64decode(e["heatmap"]["png_base64"])))
+            for e in (square, wide_ex)]
+    assert [m.size for m in maps] == [(32, 32), (48, 32)]
+    assert [(e["heatmap"]["width"], e["heatmap"]["height"]) for e in (square, wide_ex)] == \
+        [(32, 32), (48, 32)]
+    heat = torch.tensor(list(maps[1].getdata()), dtype=torch.float).view(32, 48)
+    assert heat.max() == 255  # scaled per image
+    # 48×32 → resized to 110×73, centre crop 64: the crop spans about columns 10–38 of 48
+    assert heat[:, :9].max() == 0 and heat[:, 40:].max() == 0
+    multi = client.post(url, files=[("files", ("d.png", digit, "image/png"))], data={"top_k": "2"})
+    assert multi.status_code == 200, multi.text
+    only = multi.json()["explanations"][0]
+    assert only["target"] == only["label"] and len(only["top"]) == 2  # default: the prediction
+    assert (only["heatmap"]["width"], only["heatmap"]["height"]) == (32, 32)
+
+
+def test_an_image_model_is_not_asked_for_word_scores(client, digits_model):
+    res = client.post(f"/v1/models/{digits_model['model']}/explain", json={"inputs": ["a seven"]})
+    assert res.status_code == 422, res.text
+    err = res.json()["error"]
+    assert (err["code"], err["param"]) == ("wrong_input_kind", "inputs.0")
+    assert "image model" in err["message"] and "word scores" in err["message"]

@@ -24,7 +24,7 @@ def test_base_models_list_the_bundled_minilm_and_local_directories(client):
 
 def test_a_valid_job_is_queued_with_resolved_hyperparameters(client, dataset_id, monkeypatch):
     sent = []
-    monkeypatch.setattr("app.queue.send_training", sent.append)
+    monkeypatch.setattr("app.queue.send_training", lambda job_id, **_: sent.append(job_id))
     res = create(client, base_model="tiny-bert", training_dataset=dataset_id, method="lora",
                  hyperparameters={"epochs": 2, "learning_rate": "auto", "lora_rank": 4},
                  suffix="toy", metadata={"team": "x"}, seed=5)

@@ -59,7 +59,7 @@ def test_the_resolver_itself_never_calls_int_on_a_non_finite_value(literal):
 
 def test_negative_zero_is_zero_where_zero_is_allowed_and_refused_elsewhere(client, dataset_id,
                                                                           monkeypatch):
-    monkeypatch.setattr("app.queue.send_training", lambda _id: None)
+    monkeypatch.setattr("app.queue.send_training", lambda *a, **k: None)
     ok = post_raw(client, f'{{"base_model": "tiny-bert", "training_dataset": "{dataset_id}", '
                           '"hyperparameters": {"dropout": -0.0, "weight_decay": -0.0}}')
     assert ok.status_code == 201, ok.text

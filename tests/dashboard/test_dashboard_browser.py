@@ -229,6 +229,21 @@ def test_train_and_predict_through_the_dashboard(servers, worker, page, capsys):
     assert shown_labels.all_inner_texts() == [p["label"] for p in api["predictions"]]
     assert set(shown_labels.all_inner_texts()) <= set(labels)
     page.screenshot(path=str(screenshot_path("model-page.png")), full_page=True)
+    # Explain: each word shaded by the score the API gives (green toward the label, red against).
+    page.click("#explain-button")
+    words = page.locator("#explanations tr:first-child .word")
+    expect(words).to_have_count(5)
+    why = httpx.post(f"{base}/v1/models/{job['model']}/explain", json={"inputs": texts},
+                     headers=auth).json()["explanations"]
+    assert words.all_inner_texts() == texts[0].split()
+    assert words.evaluate_all("ws => ws.map(w => +w.dataset.score)") == pytest.approx(
+        [w["score"] for w in why[0]["words"]], rel=1e-3, abs=1e-6)
+    strongest = max(why[0]["words"], key=lambda w: abs(w["score"]))
+    shades = words.evaluate_all("ws => ws.map(w => getComputedStyle(w).backgroundColor)")
+    assert f"0.65)" in shades[why[0]["words"].index(strongest)], shades  # the strongest, fully
+    assert page.locator("#explanations .explained-label").all_inner_texts() == [
+        e["target"] for e in why]
+    page.screenshot(path=str(screenshot_path("model-explain.png")), full_page=True)
     # The model page's Download button: the model's checkpoint as a ZIP transformers can load.
     with page.expect_download() as dl:
         page.click("#download-checkpoint")
@@ -361,3 +376,202 @@ def test_queue_position_and_a_one_epoch_chart(servers, page):
     x_ticks = page.locator("#val-chart .x-ticks text").all_text_contents()
     assert all(re.fullmatch(r"\d+", t) for t in x_ticks) and "1" in x_ticks, x_ticks
     expect(page.locator("#latest-metrics")).to_contain_text("epoch 1: val_accuracy 0.9800")
+
+
+def test_an_image_explanation_is_drawn_over_the_image(servers, page, tmp_path):
+    """The predict box of an image model: Explain lays the API's heatmap over each image (the
+    model and the API's answer are made up in the browser; the page's drawing is real)."""
+    import base64
+    import io
+    import json
+
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    base = servers["open"]
+    model = {"object": "model", "id": "mdl_fakeimg", "name": "digits", "task": "image-classification",
+             "labels": ["0", "1"], "base_model": "mobilenet-v2-imagenet", "job": None,
+             "checkpoint": "ckpt_fake", "metrics": {}, "created_at": "2026-01-01T00:00:00Z"}
+    heat = Image.new("L", (40, 20))
+    heat.paste(255, (0, 0, 10, 20))  # the evidence: the left quarter
+    buf = io.BytesIO()
+    heat.save(buf, format="PNG")
+    answer = {"object": "explanation", "model": model["id"], "method": "integrated_gradients", "steps": 16,
+              "explanations": [{"label": "1", "score": 0.9, "target": "1",
+                                "top": [{"label": "1", "score": 0.9}, {"label": "0", "score": 0.1}],
+                                "heatmap": {"width": 40, "height": 20, "format": "png",
+                                            "png_base64": base64.b64encode(buf.getvalue()).decode()}}]}
+    sent = []
+
+    def handle(route):
+        url = route.request.url
+        if url.endswith("/explain"):
+            sent.append(route.request.post_data_buffer)
+            return route.fulfill(status=200, content_type="application/json", body=json.dumps(answer))
+        if url.endswith("/evaluation"):
+            return route.fulfill(status=404, content_type="application/json", body=json.dumps(
+                {"error": {"code": "no_evaluation", "message": "none"}}))
+        if re.search(r"/(exports|descendants)(\?.*)?$", url):  # the page's other cards: none
+            return route.fulfill(status=200, content_type="application/json", body=json.dumps(
+                {"object": "list", "data": [], "has_more": False}))
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(model))
+
+    page.route(re.compile(r".*/v1/models/mdl_fakeimg(/\w+)?(\?.*)?$"), handle)
+    image = tmp_path / "digit.png"
+    Image.new("RGB", (40, 20), (200, 200, 200)).save(image)
+    page.goto(base + "/#/models/mdl_fakeimg")
+    page.set_input_files("#predict-form input[type=file]", str(image))
+    page.select_option("#predict-form select[name=target]", "1")
+    page.click("#explain-button")
+    canvas = page.locator("#explanations canvas.heatmap")
+    expect(canvas).to_have_attribute("data-drawn", "true")
+    assert b'name="target"' in sent[0] and b'name="files"' in sent[0]
+    # Red, opaque where the heatmap is 255, clear where it is 0; laid exactly over the image.
+    left, right = canvas.evaluate("""c => [c.getContext("2d").getImageData(2, 10, 1, 1).data,
+                                            c.getContext("2d").getImageData(30, 10, 1, 1).data]
+                                      .map(d => Array.from(d))""")
+    assert left[0] == 255 and left[3] > 150 and right[3] == 0, (left, right)
+    img_box = page.locator("#explanations .heatmap-overlay img").bounding_box()
+    canvas_box = canvas.bounding_box()
+    assert all(abs(img_box[k] - canvas_box[k]) < 1 for k in ("x", "y", "width", "height"))
+    expect(page.locator("#explanations .explained-label")).to_have_text("1")
+
+
+def fake_model(model_id: str, **extra) -> dict:
+    return {"object": "model", "id": model_id, "name": f"name-{model_id}",
+            "task": "text-classification", "labels": ["bad", "good"], "base_model": "tiny-bert",
+            "job": None, "checkpoint": f"ckpt_{model_id}", "metrics": {}, "source_model": None,
+            "compression": None, "created_at": "2026-01-01T00:00:00Z", **extra}
+
+
+def test_a_model_page_lists_its_compressed_descendants_with_deltas(servers, page):
+    """The lineage card: the descendants' figures and their delta against this model; a
+    descendant's own page names the model it was distilled from."""
+    import json
+
+    from playwright.sync_api import expect
+
+    src = {"params": 22_700_000, "size_bytes": 90_900_000, "latency_ms_b1": 9.0, "accuracy": 0.78}
+    student = fake_model("mdl_fake_student", source_model="mdl_fake_src", compression={
+        "kind": "distill", "source_model": "mdl_fake_src", "params": 15_600_000,
+        "size_bytes": 62_500_000, "latency_ms_b1": 2.9, "accuracy": 0.7712, "source": src,
+        "delta": {"accuracy": -0.0088, "speedup_b1": 3.1, "params_ratio": 0.69}})
+    pruned = fake_model("mdl_fake_pruned", source_model="mdl_fake_src", compression={
+        "kind": "prune", "source_model": "mdl_fake_src", "params": 20_000_000,
+        "size_bytes": 80_000_000, "latency_ms_b1": 7.5, "accuracy": 0.785, "source": src,
+        "delta": {"accuracy": 0.005, "speedup_b1": 1.2}})
+    models = {m["id"]: m for m in (fake_model("mdl_fake_src"), student, pruned)}
+    kids = {"mdl_fake_src": [student, pruned]}
+
+    def handle(route):
+        path = route.request.url.split("/v1/models/", 1)[1].split("?")[0]
+        model_id, _, what = path.partition("/")
+        if what == "evaluation":
+            body, status = {"error": {"code": "no_evaluation", "message": "none",
+                                      "param": None, "details": []}}, 404
+        elif what == "descendants":
+            body, status = {"object": "list", "data": kids.get(model_id, []),
+                            "has_more": False}, 200
+        else:
+            body, status = models[model_id], 200
+        route.fulfill(status=status, content_type="application/json", body=json.dumps(body))
+
+    page.route(re.compile(r".*/v1/models/mdl_fake\w*(/\w+)?(\?.*)?$"), handle)
+    page.goto(servers["open"] + "/#/models/mdl_fake_src")
+    rows = page.locator("#descendants tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("name-mdl_fake_student")
+    expect(rows.nth(0)).to_contain_text("distill")
+    expect(rows.nth(0).locator(".delta-accuracy")).to_have_text("-0.88 pts")
+    expect(rows.nth(0)).to_contain_text("3.10×")
+    expect(rows.nth(1)).to_contain_text("prune")
+    expect(rows.nth(1).locator(".delta-accuracy")).to_have_text("+0.50 pts")
+    expect(rows.nth(1)).to_contain_text("80.0 MB")
+    page.screenshot(path=str(screenshot_path("model-descendants.png")), full_page=True)
+    rows.nth(0).locator("a").click()
+    expect(page.locator("#model-origin")).to_contain_text("Distilled from mdl_fake_src")
+    expect(page.locator("#descendants-empty")).to_be_visible()
+
+
+def test_the_model_page_exports_to_onnx_and_lists_the_measured_export(servers, worker, page):
+    """The model page's Exports card: create an int8 export, watch its row fill in with the size,
+    latency and accuracy the worker measured, and download its archive."""
+    from playwright.sync_api import expect
+
+    base = servers["open"]
+    ds = httpx.post(f"{base}/v1/datasets", files={"file": ("e.csv", toy_csv(80, seed=4))}).json()
+    job = httpx.post(f"{base}/v1/jobs", json={
+        "base_model": "tiny-bert", "training_dataset": ds["id"], "validation_split": 0.25,
+        "hyperparameters": {"epochs": 1, "batch_size": 8}}).json()
+    deadline = time.time() + LONG / 1000
+    while (job := httpx.get(f"{base}/v1/jobs/{job['id']}").json())["status"] != "succeeded":
+        assert time.time() < deadline and job["status"] in ("queued", "running"), job
+        time.sleep(0.5)
+    page.goto(f"{base}/#/models/{job['model']}")
+    expect(page.locator("#exports-table")).to_contain_text("No exports yet.")
+    page.select_option("#export-quantize", "int8")
+    page.click("#export-form button")
+    row = page.locator("#exports-table tbody tr[data-status=succeeded]")
+    expect(row).to_have_count(1, timeout=LONG)
+    export = httpx.get(f"{base}/v1/models/{job['model']}/exports").json()["data"][0]
+    assert export["quantize"] == "int8" and row.get_attribute("data-id") == export["id"]
+    measured = export["evaluation"]["export"]
+    expect(row.locator("td.accuracy")).to_have_text(f"{measured['accuracy']:.4f}")
+    expect(row.locator("td.latency-b1")).to_have_text(f"{measured['latency_ms_b1']:.1f} ms")
+    expect(row.locator("td.latency-b32")).to_have_text(f"{measured['latency_ms_b32']:.1f} ms")
+    expect(row.locator("td.delta")).to_contain_text("pts")
+    expect(row).to_contain_text("int8")
+    with page.expect_download() as dl:
+        row.locator("button.export-download").click()
+    assert dl.value.suggested_filename == f"{export['id']}.zip"
+    with zipfile.ZipFile(dl.value.path()) as z:
+        assert {"model.onnx", "tokenizer.json", "labels.json"} <= set(z.namelist())
+    page.screenshot(path=str(screenshot_path("model-exports.png")), full_page=True)
+
+
+def test_the_dataset_page_shows_its_quality_report(servers, page):
+    """The dataset page: the report's warnings, its duplicate groups by line, the likely label
+    errors with the suggested label, class balance and lengths (a report made by app.ml.quality
+    on made-up features, served in place of the API's)."""
+    import json
+
+    import numpy as np
+    from playwright.sync_api import expect
+
+    from app.ml.quality import checks
+    from app.ml.quality.report import Near, Sample, own_report
+
+    texts = [f"review {i}" for i in range(30)] + ["review 3", "REVIEW 4!"]
+    labels = ["a" if i % 3 else "b" for i in range(30)] + ["b", "b"]
+    rng = np.random.default_rng(0)
+    centre = {"a": rng.normal(size=16), "b": rng.normal(size=16)}
+    features = np.stack([centre[y] for y in labels]) + 0.3 * rng.normal(size=(32, 16))
+    features[7] = centre["b"] + 0.3 * rng.normal(size=16)  # labelled "a", looks like a "b"
+    sample = Sample([{"row": i, "line": i + 2} for i in range(32)], labels, texts,
+                    [checks.normalize_text(t) for t in texts], features, 32,
+                    {"characters": checks.distribution([len(t) for t in texts])})
+    counts = {y: labels.count(y) for y in ("a", "b")}
+    summary, details = own_report(sample, ["a", "b"], counts, near=Near(cosine=0.999))
+    details["base_model"] = "minilm-l6-v2"
+    quality = {"id": "dq_fake", "status": "succeeded", "error": None, "summary": summary,
+               "finished_at": "2026-11-30T06:00:00Z"}
+    dataset = {"object": "dataset", "id": "ds_fake", "name": "reviews.csv",
+               "task": "text-classification", "format": "csv", "bytes": 100, "sha256": "0" * 64,
+               "num_examples": 32, "labels": ["a", "b"], "class_counts": counts, "warnings": [],
+               "text_column": "text", "label_column": "label", "status": "ready",
+               "quality": quality, "created_at": "2026-11-30T05:59:00Z"}
+    report = {"object": "quality_report", "dataset": "ds_fake", "against": None,
+              "details": details, "created_at": "2026-11-30T05:59:00Z", **quality}
+
+    def handle(route):
+        body = report if route.request.url.split("?")[0].endswith("/quality") else dataset
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    page.route(re.compile(r".*/v1/datasets/ds_fake(/quality)?(\?.*)?$"), handle)
+    page.goto(servers["open"] + "/#/datasets/ds_fake")
+    expect(page.locator("#quality")).to_contain_text("group(s) of exact duplicates")
+    expect(page.locator("#quality-duplicates .exact li").first).to_contain_text("line 5 (b)")
+    expect(page.locator("#quality-duplicates .near li").first).to_contain_text("line 6")
+    expect(page.locator("#quality-labels")).to_contain_text("line 9")
+    expect(page.locator("#quality-balance")).to_contain_text("characters")
+    page.screenshot(path=str(screenshot_path("dataset-quality.png")), full_page=True)

@@ -39,3 +39,15 @@ def test_evaluation_batches_take_each_example_once():
     lengths = _lengths(130)
     batches = D.by_length(lengths, 64)
     assert sorted(i for b in batches for i in b) == list(range(130))
+
+
+def test_shard_batches_cut_each_batch_into_shares_and_pad_empty_ones():
+    from app.ml.data import shard_batches
+
+    batches = [[5, 1, 7, 3, 0], [2, 9], [4]]
+    shares = [shard_batches(batches, rank, 2) for rank in (0, 1)]
+    assert shares[0] == ([[5, 1], [2], [4]], [False, False, True])  # [4] pads rank 0's empty share
+    assert shares[1] == ([[7, 3, 0], [9], [4]], [False, False, False])
+    for b, batch in enumerate(batches):  # the real shares rebuild each batch, in order
+        assert [i for r in (0, 1) if not shares[r][1][b] for i in shares[r][0][b]] == batch
+    assert shard_batches(batches, 0, 1) == (batches, [False] * 3)

@@ -109,7 +109,11 @@ def test_exported_checkpoint_loads_with_transformers_and_predicts_the_same(tiny_
         got = model(batch["input_ids"], batch["attention_mask"])
         library = hf(**batch).logits
     assert torch.allclose(expected, got, atol=1e-5)
-    assert torch.allclose(expected, library, atol=1e-5)
+    # the library's logits are calibrated: divided by the temperature fitted on validation data,
+    # which the checkpoint records (so pipeline() scores are predict's probabilities)
+    temperature = meta["calibration"]["temperature"]
+    assert hf.config.calibration_temperature == pytest.approx(temperature)
+    assert torch.allclose(expected / temperature, library, atol=1e-5)
     assert meta["labels"] == ["bad", "good"]
     assert got.argmax(-1).tolist() == [1, 0]
 

@@ -33,6 +33,8 @@ def test_async_client_trains_streams_and_predicts(live, tmp_path):
             listed = [j.id async for j in client.jobs.list(limit=2)]
             page = await client.datasets.list(limit=1).first_page()
             pred = await client.models.predict(final.model, ["superb brilliant great film"])
+            why = await client.models.explain(final.model, ["superb brilliant great film"],
+                                              steps=4)
             metrics = await client.jobs.metrics(final.id)
             csv = await client.jobs.metrics_csv(final.id)
             checkpoints = await client.jobs.checkpoints(final.id)
@@ -41,10 +43,10 @@ def test_async_client_trains_streams_and_predicts(live, tmp_path):
             with pytest.raises(adapt.NotFound):
                 await client.jobs.get("job_doesnotexist")
             return (ds, job, items, final, listed, page, pred, metrics, csv, checkpoints, saved,
-                    keys)
+                    keys, why)
 
     (ds, job, items, final, listed, page, pred, metrics, csv, checkpoints, saved,
-     keys) = asyncio.run(main())
+     keys, why) = asyncio.run(main())
     assert final.status == "succeeded" and final.id == job.id and job.id in listed
     events = [i for i in items if isinstance(i, adapt.JobEvent)]
     assert [e.id for e in events] == sorted({e.id for e in events})
@@ -54,6 +56,8 @@ def test_async_client_trains_streams_and_predicts(live, tmp_path):
         assert [e.id for e in sync.jobs.events(job.id)] == [e.id for e in events]
     assert len(page) == 1 and page.data[0].id == ds.id
     assert pred.predictions[0].label == "good"
+    assert isinstance(why, adapt.ExplanationResult) and why.explanations[0].label == "good"
+    assert [w.word for w in why.explanations[0].words] == ["superb", "brilliant", "great", "film"]
     assert {"train_loss", "val_accuracy"} <= {m.name for m in metrics}
     assert csv.startswith("step,epoch,name,value") and len(checkpoints) == 2
     assert "config.json" in zipfile.ZipFile(saved).namelist() and keys

@@ -104,6 +104,42 @@ def test_list_show_predict_download(adapt_cli, followed, tmp_path):
     assert "config.json" in zipfile.ZipFile(saved["path"]).namelist()
 
 
+def test_explain_prints_each_word_with_its_score(adapt_cli, followed):
+    model = followed[3][-1]["model"]
+    out = adapt_cli("models", "explain", model, "superb brilliant great film", "--steps", "8").stdout
+    assert "good" in out and "explaining: good" in out
+    rows = {line.split()[0]: float(line.split()[1]) for line in out.splitlines()
+            if len(line.split()) == 2 and line.split()[1][:1] in "+-"}
+    assert set(rows) == {"superb", "brilliant", "great", "film"}, out
+    data = as_json(adapt_cli("models", "explain", model, "dull film", "--target", "good", "--json"))
+    assert data["object"] == "explanation" and data["explanations"][0]["target"] == "good"
+    assert [w["word"] for w in data["explanations"][0]["words"]] == ["dull", "film"]
+    err = adapt_cli("models", "explain", model, "dull film", "--target", "meh", code=1)
+    assert "unknown_label" in err.stderr
+
+
+def test_distill_with_jobs_create_and_prune_with_models_prune(adapt_cli, followed):
+    ds, _, _, lines = followed
+    teacher = lines[-1]["model"]
+    job = as_json(adapt_cli("jobs", "create", "-b", "tiny-bert", "-d", ds["id"], "--method",
+                            "distill", "--teacher", teacher, "--epochs", "1", "--hp",
+                            "student_layers=1", "--hp", "temperature=3", "--json"))
+    assert (job["method"], job["teacher"]) == ("distill", teacher)
+    assert job["hyperparameters"]["temperature"] == 3.0
+    pruned = json.loads(adapt_cli("models", "prune", teacher, "--ffn", "0.5", "--follow",
+                                  "--json").stdout.splitlines()[-1])
+    assert (pruned["status"], pruned["source_model"]) == ("succeeded", teacher)
+    adapt_cli("jobs", "follow", job["id"])
+    rows = as_json(adapt_cli("models", "descendants", teacher, "--json"))
+    assert {m["compression"]["kind"] for m in rows} == {"distill", "prune"}
+    table = adapt_cli("models", "descendants", teacher).stdout
+    assert "prune" in table and "distill" in table and "speed-up" in table
+    shown = adapt_cli("models", "show", pruned["model"]).stdout
+    assert teacher in shown and "compression" in shown
+    err = adapt_cli("models", "prune", teacher, "--ffn", "0", code=1)
+    assert "target" in err.stderr and "Nothing to prune" in err.stderr
+
+
 def test_keys_create_list_revoke(adapt_cli, live):
     created = as_json(adapt_cli("keys", "create", "--tenant", "acme", "--name", "ci", "--json"))
     assert created["tenant"] == "acme" and created["key"]
@@ -153,6 +189,8 @@ def test_serve_takes_the_options_of_adapt_serve():
     r = CliRunner().invoke(cli, ["serve", "--help"])
     assert r.exit_code == 0 and "usage: adapt-serve" in r.stdout
     assert "--worker-only" in r.stdout and "--no-worker" in r.stdout
+    r = CliRunner().invoke(cli, ["worker", "--help"])
+    assert r.exit_code == 0 and "--gpus" in r.stdout
 
 
 def test_serve_and_worker_come_from_the_server_only():
@@ -162,6 +200,16 @@ def test_serve_and_worker_come_from_the_server_only():
     assert "serve" not in r.stdout and "worker" not in r.stdout
     r = CliRunner().invoke(build_app([]), ["serve"])
     assert r.exit_code == 2
+
+
+def test_jobs_create_takes_the_device_and_gpus(adapt_cli, followed):
+    ds = followed[0]
+    job = as_json(adapt_cli("jobs", "create", "-b", "tiny-bert", "-d", ds["id"], "--epochs", "50",
+                            "--device", "cpu", "--json"))
+    assert job["resources"] == {"device": "cpu", "gpus": 0}
+    adapt_cli("jobs", "cancel", job["id"])
+    r = adapt_cli("jobs", "create", "-b", "tiny-bert", "-d", ds["id"], "--gpus", "2", code=1)
+    assert r.stderr.startswith("error: no_worker_for_device: No worker takes gpu jobs")
 
 
 def test_a_cancelled_job_follows_to_exit_status_1(adapt_cli, followed):
@@ -198,8 +246,8 @@ def _console_script(live, *args, columns=80):
 
 
 def test_ids_are_never_cut_at_80_columns_or_piped(live, second_job):
-    for out in (_console_script(live, "jobs", "list", "--limit", "5"),
-                _console_script(live, "jobs", "list", "--limit", "5", columns=60)):
+    for out in (_console_script(live, "jobs", "list", "--limit", "50"),
+                _console_script(live, "jobs", "list", "--limit", "50", columns=60)):
         for job_id in second_job:
             assert job_id in out, out  # whole, on one line
         assert max(len(line.rstrip()) for line in out.splitlines()) <= 80
@@ -266,3 +314,21 @@ def test_jobs_compare(adapt_cli, second_job):
     adapt_cli("jobs", "compare", first, code=2)
     r = adapt_cli("jobs", "compare", first, "job_nope", code=1)
     assert "not_found" in r.stderr
+
+
+def test_datasets_check_waits_for_the_quality_report_and_show_prints_it(adapt_cli, tmp_path):
+    path = tmp_path / "copies.csv"
+    path.write_text("text,label\n" + "".join(f"review number {i} of a film,{'ab'[i % 2]}\n"
+                                             for i in range(12))
+                    + "review number 3 of a film,b\nREVIEW number 5 of a film!,b\n")
+    ds = as_json(adapt_cli("datasets", "upload", str(path), "--json"))
+    report = as_json(adapt_cli("datasets", "check", ds["id"], "--wait", "--json"))
+    assert report["status"] == "succeeded", report
+    assert report["summary"]["exact_duplicate_groups"] == 1
+    assert report["details"]["duplicates"]["exact"]["examples"][0][0]["line"] == 5
+    shown = adapt_cli("datasets", "show", ds["id"]).stdout
+    assert "quality       succeeded" in shown and "group(s) of exact duplicates" in shown
+    again = as_json(adapt_cli("datasets", "quality", ds["id"], "--json"))
+    assert again["id"] == report["id"]
+    missing = adapt_cli("datasets", "quality", ds["id"], "--against", "ds_nope", code=1)
+    assert "not_found" in missing.stderr

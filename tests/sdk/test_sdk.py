@@ -108,10 +108,32 @@ def test_wait_returns_the_final_job_and_its_model_predicts(sdk, trained):
                                             "dull awful boring film"], top_k=2)
     assert isinstance(result, adapt.PredictionResult)
     assert [p.label for p in result.predictions] == ["good", "bad"]
+    many = sdk.models.predict_many([job.model], ["superb brilliant great film",
+                                                 "dull awful boring film"], top_k=2)
+    assert isinstance(many, adapt.PredictionList) and many.data[0].model == job.model
+    assert [p.label for p in many.data[0].predictions] == ["good", "bad"]
     evaluation = sdk.models.evaluation(job.model)
     assert evaluation.confusion_matrix.labels == ["bad", "good"]
     assert sum(map(sum, evaluation.confusion_matrix.matrix)) == 40
     assert sdk.models.get(job.model).job == job.id
+
+
+def test_explain_returns_typed_word_scores_and_typed_errors(sdk, trained):
+    model = trained[0].model
+    text = "superb brilliant  great film"
+    result = sdk.models.explain(model, [text], steps=8)
+    assert isinstance(result, adapt.ExplanationResult) and result.steps == 8
+    ex = result.explanations[0]
+    assert isinstance(ex, adapt.Explained) and ex.label == ex.target == "good"
+    assert all(isinstance(w, adapt.WordScore) for w in ex.words)
+    assert [text[w.start:w.end] for w in ex.words] == ["superb", "brilliant", "great", "film"]
+    assert sdk.models.explain(model, [text], target="bad").explanations[0].target == "bad"
+    with pytest.raises(adapt.ValidationError) as err:
+        sdk.models.explain(model, [text], target="meh")
+    assert err.value.code == "unknown_label" and err.value.param == "target"
+    with pytest.raises(adapt.ValidationError) as err:
+        sdk.models.explain(model, [text], steps=10_000)
+    assert err.value.code == "too_many_steps"
 
 
 def test_without_an_event_stream_it_polls_the_same_events(live, sdk, trained):
@@ -135,6 +157,21 @@ def test_checkpoints_metrics_and_download(sdk, trained, tmp_path):
     assert sdk.jobs.metrics_csv(job.id).startswith("step,epoch,name,value")
     path = sdk.models.download(job.model, tmp_path)
     assert path.name.endswith(".zip") and "config.json" in zipfile.ZipFile(path).namelist()
+
+
+def test_jobs_take_resources(sdk, trained):
+    """`resources` goes through and comes back typed; the test server's only live worker is a
+    CPU one and no GPU worker is declared, so a GPU job is refused up front."""
+    dataset = trained[0].training_dataset
+    job = sdk.jobs.create("tiny-bert", dataset, hyperparameters={"epochs": 50},
+                          resources={"device": "cpu"})
+    assert job.resources == {"device": "cpu", "gpus": 0}
+    sdk.jobs.cancel(job.id)
+    assert sdk.jobs.get(trained[0].id).resources == {"device": "auto", "gpus": 0}
+    with pytest.raises(adapt.ValidationError) as no_gpu:
+        sdk.jobs.create("tiny-bert", dataset, resources={"device": "gpu", "gpus": 2})
+    assert (no_gpu.value.code, no_gpu.value.param) == ("no_worker_for_device",
+                                                       "resources.device")
 
 
 def test_errors_are_typed_with_the_api_code(live, sdk, trained):
@@ -201,11 +238,36 @@ def test_rate_limited_carries_retry_after(sdk, environment):
     from app.ratelimit import limiter
 
     before, environment.rate_limit_uploads_per_minute = environment.rate_limit_uploads_per_minute, 1
+    environment.rate_limits = "on"  # single-user mode (the suite's) has none unless asked
     try:
         sdk.datasets.upload(toy_csv(12, seed=7), filename="r.csv")
         with pytest.raises(adapt.RateLimited) as limited:
             sdk.datasets.upload(toy_csv(12, seed=8), filename="r.csv")
     finally:
-        environment.rate_limit_uploads_per_minute = before
+        environment.rate_limit_uploads_per_minute, environment.rate_limits = before, "auto"
         limiter.reset()
     assert limited.value.code == "rate_limited" and limited.value.retry_after > 0
+
+
+def test_distill_and_prune_through_the_sdk(sdk, trained):
+    """jobs.create(method="distill", teacher=…) and models.prune(…): both jobs end in models
+    that models.descendants lists, each with its figures beside the source's."""
+    teacher = trained[0]
+    student = sdk.jobs.create("tiny-bert", teacher.training_dataset, method="distill",
+                              teacher=teacher.model, validation_split=0.25, seed=1,
+                              hyperparameters={**HYPER, "epochs": 1, "student_layers": 1})
+    assert (student.method, student.teacher) == ("distill", teacher.model)
+    pruned = sdk.models.prune(teacher.model, ffn=0.5, retrain_epochs=1)
+    assert (pruned.method, pruned.source_model) == ("prune", teacher.model)
+    for job in (student.wait(timeout=180), pruned.wait(timeout=180)):
+        assert job.status == "succeeded", job.error
+    kids = {m.compression["kind"]: m for m in sdk.models.descendants(teacher.model)}
+    assert set(kids) == {"distill", "prune"}
+    assert all(m.source_model == teacher.model for m in kids.values())
+    assert kids["distill"].compression["params"] < kids["distill"].compression["source"]["params"]
+    with pytest.raises(adapt.ValidationError) as invalid:
+        sdk.models.prune(teacher.model, ffn=1.5)
+    assert invalid.value.status == 422
+    with pytest.raises(adapt.NotFound):
+        sdk.jobs.create("tiny-bert", teacher.training_dataset, method="distill",
+                        teacher="mdl_doesnotexist")

@@ -11,17 +11,27 @@ from adapt import types as sdk
 # SDK type -> the server's response schema it mirrors (names as in components/schemas).
 MIRRORS: dict[type[sdk.Resource], str] = {
     sdk.Dataset: "DatasetOut",
+    sdk.DatasetQuality: "DatasetQuality",
+    sdk.QualityReport: "QualityReportOut",
     sdk.Job: "JobOut",
     sdk.JobEvent: "EventOut",
     sdk.Metric: "MetricOut",
     sdk.Checkpoint: "CheckpointOut",
     sdk.Model: "ModelOut",
+    sdk.Export: "ExportOut",
     sdk.Evaluation: "Evaluation",
     sdk.Scored: "Scored",
     sdk.Prediction: "Prediction",
     sdk.PredictionResult: "PredictOut",
+    sdk.PredictionList: "PredictManyOut",
+    sdk.WordScore: "WordScore",
+    sdk.Heatmap: "Heatmap",
+    sdk.Explained: "Explained",
+    sdk.ExplanationResult: "ExplainOut",
     sdk.ApiKey: "KeyOut",
     sdk.CreatedApiKey: "KeyCreated",
+    sdk.ModelSelection: "SelectionOut",
+    sdk.CandidateScore: "CandidateScore",
 }
 # SDK types with no component schema to compare with: the server sends a free-form dict there.
 NOT_MIRRORED: dict[type[sdk.Resource], str] = {

@@ -24,7 +24,7 @@ CONTENT_CHECKED = {"POST /v1/datasets", "POST /v1/base-models"}
 # List routes whose `after` must be an id of that list (else 400 invalid_cursor): a schema can
 # say an id's shape, not whether it exists, so a schema-valid made-up cursor is rightly refused.
 CURSOR_CHECKED = {"GET /v1/datasets", "GET /v1/jobs", "GET /v1/models", "GET /v1/webhooks",
-                  "GET /v1/webhooks/{webhook_id}/deliveries"}
+                  "GET /v1/webhooks/{webhook_id}/deliveries", "GET /v1/models/{model_id}/exports"}
 
 
 def _excluded(case) -> list:

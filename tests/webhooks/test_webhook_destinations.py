@@ -267,7 +267,7 @@ def test_the_worker_agrees_with_the_api_on_single_user_mode(monkeypatch):
 
     monkeypatch.setattr(serve.subprocess, "Popen", Worker)
     monkeypatch.setenv("ADAPT_AUTH", "auto")
-    serve.main(["--host", "127.0.0.1"])
+    serve.main(["--host", "127.0.0.1", "--predict-in-process"])
     assert destination.allow_private(seen["worker"])
-    serve.main(["--host", "0.0.0.0"])
+    serve.main(["--host", "0.0.0.0", "--predict-in-process"])
     assert not destination.allow_private(seen["worker"])

@@ -17,7 +17,8 @@ def job_id(client, monkeypatch):
 
 def test_a_transient_error_requeues_with_backoff(client, job_id, monkeypatch):
     sent = []
-    monkeypatch.setattr("app.queue.send_training", lambda jid, countdown=0: sent.append(countdown))
+    monkeypatch.setattr("app.queue.send_training",
+                        lambda jid, countdown=0, **_: sent.append(countdown))
 
     def database_gone(*_):
         raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))

@@ -7,14 +7,18 @@ from adapt.errors import (AdaptError, APIConnectionError, APITimeoutError,  # no
                           ServerError, ServiceUnavailable, TooLarge, Unauthorized,
                           UnsupportedMediaType, ValidationError)
 from adapt.types import (ApiKey, BaseModelInfo, Checkpoint, CreatedApiKey, Dataset,  # noqa: E402
-                         Evaluation, Job, JobEvent, JobProgress, Metric, Model, Prediction,
-                         PredictionResult)
+                         DatasetQuality, Evaluation, Explained, ExplanationResult, Export,
+                         Heatmap, Job, JobEvent, JobProgress, Metric, Model, ModelSelection,
+                         Prediction, PredictionList, PredictionResult, QualityReport,
+                         WordScore)
 
 __all__ = [
     "AsyncClient", "Client", "AdaptError", "APIConnectionError", "APITimeoutError", "BadRequest",
     "Conflict", "NotFound",
     "PermissionDenied", "RateLimited", "ServerError", "ServiceUnavailable", "TooLarge",
     "Unauthorized", "UnsupportedMediaType", "ValidationError", "ApiKey", "BaseModelInfo",
-    "Checkpoint", "CreatedApiKey", "Dataset", "Evaluation", "Job", "JobEvent", "JobProgress",
-    "Metric", "Model", "Prediction", "PredictionResult",
+    "Checkpoint", "CreatedApiKey", "Dataset", "Evaluation", "Export", "Job", "JobEvent",
+    "JobProgress", "Metric", "Model", "ModelSelection", "Prediction", "PredictionList",
+    "PredictionResult",
+    "Explained", "ExplanationResult", "Heatmap", "WordScore", "DatasetQuality", "QualityReport",
 ]

@@ -11,9 +11,11 @@ import httpx
 from adapt._http import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, HTTP, AsyncHTTP, Call, Timeout
 from adapt.resources.base_models import BaseModels
 from adapt.resources.checkpoints import AsyncCheckpoints, Checkpoints
-from adapt.resources.datasets import Datasets
+from adapt.resources.datasets import AsyncDatasets, Datasets
+from adapt.resources.exports import AsyncExports, Exports
 from adapt.resources.jobs import AsyncJobs, Jobs
 from adapt.resources.keys import Keys
+from adapt.resources.model_selection import AsyncModelSelections, ModelSelections
 from adapt.resources.models import AsyncModels, Models
 
 _NOT_GIVEN: Any = ...
@@ -21,7 +23,9 @@ _NOT_GIVEN: Any = ...
 
 class _Client:
     _http_class: type = HTTP
-    _jobs, _checkpoints, _models = Jobs, Checkpoints, Models
+    _jobs, _checkpoints, _models, _exports = Jobs, Checkpoints, Models, Exports
+    _datasets = Datasets
+    _selections = ModelSelections
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
                  timeout: Timeout = DEFAULT_TIMEOUT, max_retries: int = DEFAULT_MAX_RETRIES,
@@ -30,12 +34,14 @@ class _Client:
 
     def _bind(self, http) -> None:
         self._http = http
-        self.datasets = Datasets(http)
+        self.datasets = self._datasets(http)
         self.base_models = BaseModels(http)
         self.jobs = self._jobs(http, self)
         self.checkpoints = self._checkpoints(http)
-        self.models = self._models(http, self.checkpoints)
+        self.models = self._models(http, self.checkpoints, self.jobs)
         self.keys = Keys(http)
+        self.exports = self._exports(http)
+        self.model_selection = self._selections(http)
 
     @property
     def base_url(self) -> str:
@@ -93,7 +99,9 @@ class AsyncClient(_Client):
     client.jobs.list()`, `async for event in client.jobs.stream(job_id)`."""
 
     _http_class = AsyncHTTP
-    _jobs, _checkpoints, _models = AsyncJobs, AsyncCheckpoints, AsyncModels
+    _jobs, _checkpoints, _models, _exports = AsyncJobs, AsyncCheckpoints, AsyncModels, AsyncExports
+    _datasets = AsyncDatasets
+    _selections = AsyncModelSelections
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
                  timeout: Timeout = DEFAULT_TIMEOUT, max_retries: int = DEFAULT_MAX_RETRIES,

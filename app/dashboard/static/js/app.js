@@ -2,6 +2,7 @@
 import { ApiError, apiKey } from "./api.js";
 import { errorBox, h } from "./dom.js";
 import * as compare from "./pages/compare.js";
+import * as dataset from "./pages/dataset.js";
 import * as datasets from "./pages/datasets.js";
 import * as jobs from "./pages/jobs.js";
 import * as job from "./pages/job.js";
@@ -10,6 +11,7 @@ import * as model from "./pages/model.js";
 
 const ROUTES = [
   [/^#\/datasets$/, datasets, "datasets"],
+  [/^#\/datasets\/([\w-]+)$/, dataset, "datasets"],
   [/^#\/jobs$/, jobs, "jobs"],
   [/^#\/jobs\/([\w-]+)$/, job, "jobs"],
   [/^#\/compare$/, compare, "jobs"],

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from adapt.cli._common import JsonOption, client, emit_json, fields, table
+from adapt.cli._common import JsonOption, client, console, emit_json, fields, table
 
 app = typer.Typer(no_args_is_help=True, help="Upload and inspect datasets.")
 SHOW = ("id", "name", "task", "format", "num_examples", "labels", "class_counts", "bytes",
@@ -46,9 +46,55 @@ def list_(limit: int = typer.Option(20, min=1, help="Show at most this many."),
 
 @app.command()
 def show(dataset_id: str, as_json: bool = JsonOption) -> None:
-    """One dataset."""
+    """One dataset, with its quality report in brief."""
     ds = client().datasets.get(dataset_id)
-    emit_json(ds) if as_json else fields(ds, SHOW)
+    if as_json:
+        return emit_json(ds)
+    fields(ds, SHOW)
+    _quality_lines(ds.quality)
+
+
+def _quality_lines(report) -> None:
+    """`quality  <status>` and, when it has finished, its counts and warnings."""
+    if report is None:
+        return console.print("quality       none (adapt datasets check ID asks for one)")
+    console.print(f"quality       {report.status} ({report.id})", soft_wrap=True)
+    if report.error:
+        console.print(f"  error: {report.error.get('message')}", markup=False, soft_wrap=True)
+    summary = dict(report.summary or {})
+    for warning in summary.pop("warnings", []):
+        console.print(f"  - {warning}", markup=False, soft_wrap=True)
+    if summary:
+        console.print("  " + ", ".join(f"{k} {v}" for k, v in summary.items()), markup=False,
+                      soft_wrap=True)
+
+
+@app.command()
+def check(dataset_id: str,
+          against: Optional[str] = typer.Option(None, help="Another dataset (e.g. the "
+                                                "validation data): report the duplicates "
+                                                "across the two."),
+          wait: bool = typer.Option(False, "--wait", help="Wait for the report."),
+          as_json: bool = JsonOption) -> None:
+    """Ask a worker for a data-quality report (duplicates, class balance, lengths, likely
+    label errors; or duplicates across another dataset)."""
+    datasets = client().datasets
+    report = datasets.check_quality(dataset_id, against=against)
+    if wait:
+        report = datasets.wait_quality(dataset_id, against=against)
+    emit_json(report) if as_json else _quality_lines(report)
+
+
+@app.command()
+def quality(dataset_id: str,
+            against: Optional[str] = typer.Option(None, help="The report across this dataset."),
+            wait: bool = typer.Option(False, "--wait", help="Wait until it has finished."),
+            as_json: bool = JsonOption) -> None:
+    """The dataset's newest quality report (--json: with the rows it names)."""
+    datasets = client().datasets
+    report = (datasets.wait_quality(dataset_id, against=against) if wait
+              else datasets.quality(dataset_id, against=against))
+    emit_json(report) if as_json else _quality_lines(report)
 
 
 @app.command()

@@ -16,8 +16,9 @@ from adapt.types import Job, Metric
 
 app = typer.Typer(no_args_is_help=True, help="Fine-tune jobs: start, watch, cancel.")
 SHOW = ("id", "status", "base_model", "training_dataset", "validation_dataset", "method",
-        "hyperparameters", "progress", "metrics", "error", "model", "attempts", "created_at",
-        "started_at", "finished_at", "metadata")
+        "teacher", "source_model", "hyperparameters", "progress", "metrics", "error", "model",
+        "attempts", "created_at", "started_at", "finished_at", "metadata", "resources",
+        "dry_run", "preflight")
 
 
 def _value(text: str) -> Any:
@@ -44,8 +45,10 @@ def create(base_model: str = typer.Option(..., "--base-model", "-b",
            dataset: str = typer.Option(..., "--dataset", "-d", help="The training dataset."),
            validation_dataset: Optional[str] = typer.Option(None),
            validation_split: Optional[float] = typer.Option(None, help="(default 0.1)"),
-           method: Optional[str] = typer.Option(None, help="full, head, partial or lora "
-                                                          "(default full)"),
+           method: Optional[str] = typer.Option(None, help="full, head, partial, lora or "
+                                                          "distill (default full)"),
+           teacher: Optional[str] = typer.Option(None, help="--method distill: the teacher "
+                                                 "model (mdl_…)."),
            epochs: Optional[int] = typer.Option(None, min=1),
            batch_size: Optional[int] = typer.Option(None, min=1),
            learning_rate: Optional[float] = typer.Option(None),
@@ -55,10 +58,17 @@ def create(base_model: str = typer.Option(..., "--base-model", "-b",
            seed: Optional[int] = typer.Option(None),
            suffix: Optional[str] = typer.Option(None, help="Goes into the model's name."),
            metadata: Optional[List[str]] = typer.Option(None, help="KEY=VALUE (repeatable)."),
+           device: Optional[str] = typer.Option(None, help="Which workers may take it: auto "
+                                                           "(any, the default), cpu or gpu."),
+           gpus: Optional[int] = typer.Option(None, min=0, help="GPUs it needs (implies "
+                                                                "--device gpu; default 1 there)."),
            idempotency_key: Optional[str] = typer.Option(None),
+           dry_run: bool = typer.Option(False, "--dry-run", help="A pre-flight only: peak "
+                                        "memory, largest batch size, time estimates; no model."),
            follow: bool = typer.Option(False, "--follow", "-f", help="Then follow it."),
            as_json: bool = JsonOption) -> None:
     """Start a fine-tune job."""
+    resources = {k: v for k, v in {"device": device, "gpus": gpus}.items() if v is not None}
     hyper = {k: _value(v) for k, v in _pairs(hp, "--hp").items()}
     hyper.update({k: v for k, v in {"epochs": epochs, "batch_size": batch_size,
                                     "learning_rate": learning_rate,
@@ -67,8 +77,8 @@ def create(base_model: str = typer.Option(..., "--base-model", "-b",
         job = client().jobs.create(
             base_model, dataset, method=method, hyperparameters=hyper or None,
             validation_dataset=validation_dataset, validation_split=validation_split, seed=seed,
-            suffix=suffix, metadata=_pairs(metadata, "--metadata") or None,
-            idempotency_key=idempotency_key)
+            suffix=suffix, metadata=_pairs(metadata, "--metadata") or None, teacher=teacher,
+            resources=resources or None, dry_run=dry_run, idempotency_key=idempotency_key)
     except ValidationError as exc:
         if (exc.param or "").startswith("hyperparameters.") and "unknown" in exc.message:
             exc.message += f". Valid names: {', '.join(HYPERPARAMETERS)}"

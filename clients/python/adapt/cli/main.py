@@ -8,7 +8,7 @@ from typing import Iterable, Optional
 
 import typer
 
-from adapt.cli import base_models, datasets, jobs, keys, models
+from adapt.cli import base_models, datasets, exports, jobs, keys, models
 from adapt.cli._common import Group, state
 
 ENTRY_POINT_GROUP = "adapt.cli"
@@ -65,6 +65,7 @@ def build_app(eps: Iterable[EntryPoint] | None = None) -> typer.Typer:
     cli.add_typer(datasets.app, name="datasets")
     cli.add_typer(jobs.app, name="jobs")
     cli.add_typer(models.app, name="models")
+    cli.add_typer(exports.app, name="exports")
     cli.add_typer(base_models.app, name="base-models")
     cli.add_typer(keys.app, name="keys")
     add_plugin_commands(cli, eps)

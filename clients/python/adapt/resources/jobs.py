@@ -49,8 +49,8 @@ class _Waiting:
     the first, None once `job` is the final one). TimeoutError after `timeout` seconds; up to 5
     transient failures in a row are waited out, a little longer each time."""
 
-    def __init__(self, job_id: str, timeout: float | None, interval: float):
-        self.job_id, self.timeout, self.interval = job_id, timeout, interval
+    def __init__(self, job_id: str, timeout: float | None, interval: float, noun: str = "job"):
+        self.job_id, self.timeout, self.interval, self.noun = job_id, timeout, interval, noun
         self.at = None if timeout is None else time.monotonic() + timeout
         self.failures, self.job, self.pause = _Failures(5), None, 0.0
 
@@ -65,7 +65,7 @@ class _Waiting:
 
     def _next(self, pause: float | None) -> None:
         if pause is not None and self.at is not None and time.monotonic() > self.at:
-            raise TimeoutError(f"job {self.job_id} has not finished after {self.timeout}s")
+            raise TimeoutError(f"{self.noun} {self.job_id} has not finished after {self.timeout}s")
         self.pause = pause
 
 
@@ -130,16 +130,24 @@ class Jobs:
                early_stopping: dict[str, Any] | None = None,
                select_checkpoint_by: str | None = None, seed: int | None = None,
                suffix: str | None = None, metadata: dict[str, str] | None = None,
-               idempotency_key: str | None = None) -> Job:
+               resources: dict[str, Any] | None = None, teacher: str | None = None,
+               dry_run: bool = False, idempotency_key: str | None = None) -> Job:
         """Start a fine-tune job (queued; a worker picks it up). Omitted values take the
-        service's defaults; the job shows every resolved hyperparameter. Safe to retry: the
-        request carries an Idempotency-Key (`idempotency_key`, or one made for this call)."""
+        service's defaults; the job shows every resolved hyperparameter. `resources`, e.g.
+        {"device": "gpu", "gpus": 1}, says which workers may take it (default: any).
+        method="distill" with `teacher` (a model id) trains a student on the teacher's logits
+        (hyperparameters temperature, alpha, student_layers). Safe to retry: the request carries
+        an Idempotency-Key (`idempotency_key`, or one made for this call). dry_run=True: a
+        pre-flight only — the job succeeds with `preflight` (peak memory, the largest batch size
+        that fits, seconds per epoch and in total) and makes no model; hyperparameters
+        {"batch_size": "auto"} lets a real job use the pre-flight's answer."""
         body = {k: v for k, v in {
             "base_model": base_model, "training_dataset": training_dataset, "method": method,
             "hyperparameters": hyperparameters, "validation_dataset": validation_dataset,
             "validation_split": validation_split, "early_stopping": early_stopping,
             "select_checkpoint_by": select_checkpoint_by, "seed": seed, "suffix": suffix,
-            "metadata": metadata}.items() if v is not None}
+            "metadata": metadata, "resources": resources, "teacher": teacher,
+            "dry_run": dry_run or None}.items() if v is not None}
         return self._http.call(Call("POST", "/v1/jobs", json=body, create=True,
                                     idempotency_key=idempotency_key, into=self._job))
 

@@ -6,7 +6,9 @@ from typing import Any, Sequence
 
 from adapt._http import Call
 from adapt.pagination import Pager
-from adapt.types import Evaluation, Model, PredictionResult
+from adapt.resources._upload import data_of
+from adapt.types import (Evaluation, ExplanationResult, Job, Model, PredictionList,
+                         PredictionResult)
 
 
 def _input(value: str | bytes | dict[str, Any]) -> str | dict[str, Any]:
@@ -17,8 +19,8 @@ def _input(value: str | bytes | dict[str, Any]) -> str | dict[str, Any]:
 
 
 class Models:
-    def __init__(self, http, checkpoints):
-        self._http, self._checkpoints = http, checkpoints
+    def __init__(self, http, checkpoints, jobs=None):
+        self._http, self._checkpoints, self._jobs = http, checkpoints, jobs
 
     def create(self, checkpoint: str, *, name: str | None = None,
                idempotency_key: str | None = None) -> Model:
@@ -38,19 +40,73 @@ class Models:
         return self._http.call(Call("DELETE", f"/v1/models/{model_id}",
                                     into=Model.model_validate))
 
+    def prune(self, model_id: str, *, ffn: float | None = None, heads: float | None = None,
+              channels: float | None = None, retrain_epochs: int | None = None, hyperparameters: dict[str, Any] | None = None,
+              suffix: str | None = None, idempotency_key: str | None = None) -> Job:
+        """Start a job that removes `ffn` of every encoder layer's FFN channels and `heads` of its
+        attention heads (each 0 <= x < 1, at least one above 0) — or, for an image model,
+        `channels` of every convolution's channels — and retrains briefly on the model's own
+        training data; its model's `compression` shows params, size, latency and accuracy beside
+        this one's."""
+        target = {k: v for k, v in {"ffn": ffn, "heads": heads, "channels": channels}.items()
+                  if v is not None}
+        body = {k: v for k, v in {"target": target, "retrain_epochs": retrain_epochs,
+                                  "hyperparameters": hyperparameters,
+                                  "suffix": suffix}.items() if v is not None}
+        into = self._jobs._job if self._jobs is not None else Job.model_validate
+        return self._http.call(Call("POST", f"/v1/models/{model_id}/prune", json=body,
+                                    create=True, idempotency_key=idempotency_key, into=into))
+
+    def descendants(self, model_id: str) -> list[Model]:
+        """The models distilled or pruned from this one, newest first."""
+        return self._http.call(Call("GET", f"/v1/models/{model_id}/descendants",
+                                    into=data_of(Model.model_validate)))
+
     def evaluation(self, model_id: str) -> Evaluation:
         """Accuracy, macro-F1, per class and the confusion matrix on the validation data."""
         return self._http.call(Call("GET", f"/v1/models/{model_id}/evaluation",
                                     into=Evaluation.model_validate))
 
     def predict(self, model_id: str, inputs: Sequence[str | bytes | dict[str, Any]], *,
-                top_k: int | None = None) -> PredictionResult:
-        """Labels and scores for texts (str) or images (bytes of a file), at most 256."""
+                top_k: int | None = None,
+                min_confidence: float | None = None) -> PredictionResult:
+        """Labels and calibrated scores for texts (str) or images (bytes of a file), at most
+        256. Below `min_confidence` (or, without it, the thresholds the model learned) a
+        prediction is `unsure` and its label None."""
         body: dict[str, Any] = {"inputs": [_input(v) for v in inputs]}
         if top_k is not None:
             body["top_k"] = top_k
+        if min_confidence is not None:
+            body["min_confidence"] = min_confidence
         return self._http.call(Call("POST", f"/v1/models/{model_id}/predict", json=body,
                                     safe=True, into=PredictionResult.model_validate))
+
+    def predict_many(self, model_ids: Sequence[str], inputs: Sequence[str], *,
+                     top_k: int | None = None,
+                     min_confidence: float | None = None) -> PredictionList:
+        """The same texts asked of several text models on one base model (at most 32, each
+        once) in one request and one encoder pass; one PredictionResult per model, in order."""
+        body: dict[str, Any] = {"models": list(model_ids), "inputs": list(inputs)}
+        if top_k is not None:
+            body["top_k"] = top_k
+        if min_confidence is not None:
+            body["min_confidence"] = min_confidence
+        return self._http.call(Call("POST", "/v1/predict", json=body, safe=True,
+                                    into=PredictionList.model_validate))
+
+    def explain(self, model_id: str, inputs: Sequence[str | bytes | dict[str, Any]], *,
+                target: str | None = None, steps: int | None = None,
+                top_k: int | None = None) -> ExplanationResult:
+        """Each input's prediction and why: a score per word for texts (with character
+        offsets), a heatmap for images. `target`: the label to explain (default: each input's
+        predicted label); `steps`: integrated-gradients steps (the server caps both
+        steps and the number of inputs)."""
+        body: dict[str, Any] = {"inputs": [_input(v) for v in inputs]}
+        for name, value in (("target", target), ("steps", steps), ("top_k", top_k)):
+            if value is not None:
+                body[name] = value
+        return self._http.call(Call("POST", f"/v1/models/{model_id}/explain", json=body,
+                                    safe=True, into=ExplanationResult.model_validate))
 
     def download(self, model_id: str, path: str | Path) -> Path:
         """The model's checkpoint as a ZIP (see `Checkpoints.download`)."""

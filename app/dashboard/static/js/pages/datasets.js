@@ -39,13 +39,24 @@ function uploadForm(table, ctx) {
   return h("div", { class: "card" }, h("h2", null, "Upload a dataset"), form, status);
 }
 
+// The quality report in brief: its status until it has succeeded, then its warnings' count.
+function qualityCell(ds) {
+  const q = ds.quality;
+  if (!q) return "—";
+  if (q.status !== "succeeded" || !q.summary) return badge(q.status);
+  const warnings = (q.summary.warnings || []).length;
+  return h("a", { href: `#/datasets/${ds.id}`, dataset: { warnings: String(warnings) } },
+    warnings ? `${warnings} warning(s)` : "nothing found");
+}
+
 function row(ds) {
   return h("tr", { dataset: { id: ds.id } },
-    h("td", null, ds.name, h("div", { class: "muted mono" }, ds.id)),
+    h("td", null, h("a", { href: `#/datasets/${ds.id}` }, ds.name), h("div", { class: "muted mono" }, ds.id)),
     h("td", null, ds.task),
     h("td", { class: "num" }, fmtNum(ds.num_examples)),
     h("td", null, ds.labels.length > 6 ? `${ds.labels.slice(0, 6).join(", ")} … (${ds.labels.length})` : ds.labels.join(", ")),
     h("td", null, badge(ds.status)),
+    h("td", { class: "quality" }, qualityCell(ds)),
     h("td", null, fmtTime(ds.created_at)),
     h("td", null, h("a", { href: `#/jobs?dataset=${ds.id}` }, "train")));
 }
@@ -56,7 +67,7 @@ async function fillTable(table, ctx, after = null) {
   const body = table.querySelector("tbody");
   if (!after) body.replaceChildren();
   body.append(...page.data.map(row));
-  if (!body.children.length) body.append(h("tr", null, h("td", { colspan: 7, class: "muted" }, "No datasets yet: upload one above.")));
+  if (!body.children.length) body.append(h("tr", null, h("td", { colspan: 8, class: "muted" }, "No datasets yet: upload one above.")));
   const more = table.querySelector(".more");
   more.replaceChildren(page.has_more ? h("button", { type: "button", class: "secondary",
     onclick: () => fillTable(table, ctx, page.data.at(-1).id).catch(ctx.showError) }, "Load more") : "");
@@ -65,7 +76,7 @@ async function fillTable(table, ctx, after = null) {
 export async function render(view, _id, ctx) {
   const table = h("div", { class: "card" }, h("h2", null, "Datasets"),
     h("table", { id: "datasets" }, h("thead", null, h("tr", null,
-      ["Name", "Task", "Examples", "Labels", "Status", "Created", ""].map((t, i) =>
+      ["Name", "Task", "Examples", "Labels", "Status", "Quality", "Created", ""].map((t, i) =>
         h("th", { class: i === 2 ? "num" : null }, t)))), h("tbody")),
     h("div", { class: "more" }));
   await fillTable(table, ctx);

@@ -1,28 +1,17 @@
-"""Blob storage behind one small interface: a local directory now, object storage later."""
+"""Blobs as files under a local directory: the embedded default."""
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from app import janitor
-from app.config import get_settings
-
-
-class Storage(Protocol):
-    def local_path(self, key: str) -> Path: ...
-    def put_file(self, key: str, src: Path) -> int: ...
-    def put_dir(self, key: str, src: Path) -> int: ...
-    def open(self, key: str) -> BinaryIO: ...
-    def exists(self, key: str) -> bool: ...
-    def delete(self, key: str) -> None: ...
-    def size(self, key: str) -> int: ...
-    def staging_dir(self) -> Path: ...
-    def ping(self) -> None: ...
 
 
 class LocalStorage:
     """Keys are relative paths under root. Writes land in a staging dir, then move atomically."""
+
+    remote = False
 
     def __init__(self, root: Path):
         self.root = root.resolve()
@@ -55,6 +44,10 @@ class LocalStorage:
         os.replace(src, dest)
         return sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
 
+    def fetch(self, key: str) -> Path:
+        """The stored file or directory itself (nothing is copied)."""
+        return self.local_path(key)
+
     def open(self, key: str) -> BinaryIO:
         return open(self.local_path(key), "rb")
 
@@ -76,16 +69,3 @@ class LocalStorage:
         with tempfile.NamedTemporaryFile(dir=self.root / "tmp", prefix=".ping-") as probe:
             probe.write(b"ok")
             probe.flush()
-
-
-def get_storage() -> LocalStorage:
-    return _storage_for(get_settings().data_dir.resolve())
-
-
-_cache: dict[Path, LocalStorage] = {}
-
-
-def _storage_for(root: Path) -> LocalStorage:
-    if root not in _cache:
-        _cache[root] = LocalStorage(root / "blobs")
-    return _cache[root]

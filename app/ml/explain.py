@@ -1,0 +1,170 @@
+"""Why a model predicted what it did, with Captum.
+
+Text: integrated gradients on the encoder's token-embedding layer (LayerIntegratedGradients), from
+a baseline that keeps the special tokens and puts padding in place of every other token; a
+token's score is its attribution summed over the embedding's width, and a word's score (words are
+the whitespace-separated spans of the original text) is the sum of its tokens' scores, found
+through the tokenizer's character offsets. Positive: the word pushes toward the target label.
+
+Images: integrated gradients on the pixels the model saw (its centre crop), from a blurred copy
+of them as the baseline (what is there beyond the blur: edges and strokes); a pixel's score is its
+positive attribution summed over the colour channels, placed back through the evaluation
+transform (resize, centre crop) onto the input image at its own resolution, and scaled to [0, 1]
+per image (0 outside the crop). Grad-CAM on the last block was tried first: at the small inputs
+the service trains on (64 px → a 2×2 map) it ranked pixels worse than random ones
+(benchmarks/explain_faithfulness.py)."""
+import bisect
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.nn import functional as F
+
+from app.ml.data import collate
+from app.ml.vision import Preprocess
+
+TEXT_METHOD = "integrated_gradients"
+IMAGE_METHOD = "integrated_gradients"
+TEXT_CHUNK = 8          # texts attributed together
+TOKENS_PER_PASS = 8192  # interpolation steps × tokens in one forward/backward pass (memory bound)
+IMAGE_CHUNK = 16
+PIXELS_PER_PASS = 16 * 224 * 224  # interpolation steps × pixels in one forward/backward pass
+BLUR_SIGMA = 0.05  # the baseline's Gaussian blur, as a fraction of the crop's side
+
+
+@dataclass
+class Explanation:
+    probs: torch.Tensor            # the model's probabilities for the input, one per label
+    target: int                    # the label index the attributions are for
+    words: list[tuple[str, int, int, float]] = field(default_factory=list)  # word, start, end, score
+    truncated: bool = False        # words past the model's max_length (scored 0)
+    heatmap: np.ndarray | None = None  # float32 [H, W] in [0, 1], at the input's resolution
+
+
+def words_of(text: str) -> list[tuple[str, int, int]]:
+    """(word, start, end) for every whitespace-separated span of the text."""
+    return [(m.group(), m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+
+
+def merge_to_words(text: str, offsets: list[tuple[int, int]], token_scores: list[float]
+                   ) -> tuple[list[tuple[str, int, int, float]], bool]:
+    """Token scores summed into the words their character offsets fall in; (words, whether some
+    word had no token, i.e. was cut off by truncation)."""
+    words = words_of(text)
+    starts = [s for _, s, _ in words]
+    totals, seen = [0.0] * len(words), [False] * len(words)
+    for (s, e), score in zip(offsets, token_scores, strict=True):
+        if e <= s:  # special tokens and padding have empty spans
+            continue
+        w = bisect.bisect_right(starts, s) - 1
+        if w >= 0 and s < words[w][2]:
+            totals[w] += score
+            seen[w] = True
+    return ([(w, s, e, t) for (w, s, e), t in zip(words, totals, strict=True)],
+            not all(seen))
+
+
+def _probabilities(model: nn.Module, temperature: float = 1.0):
+    def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return (model(input_ids, attention_mask).float() / temperature).softmax(-1)
+    return forward
+
+
+def explain_texts(model: nn.Module, tokenizer, texts: list[str], max_length: int,
+                  targets: list[int | None], steps: int, device: str = "cpu",
+                  temperature: float = 1.0) -> list[Explanation]:
+    """Word attributions for each text toward its target (None: the predicted label), with
+    integrated gradients of the target's (calibrated: logits / temperature) probability, in
+    `steps` steps."""
+    enc = tokenizer(texts, truncation=True, max_length=max_length, return_offsets_mapping=True,
+                    return_special_tokens_mask=True)
+    # deferred: captum.attr takes ~1.5 s to import (matplotlib): only when something is explained.
+    from captum.attr import LayerIntegratedGradients
+
+    pad_id = tokenizer.pad_token_id or 0
+    embeddings = model.encoder.get_input_embeddings()
+    lig = LayerIntegratedGradients(_probabilities(model, temperature), embeddings)
+    order = sorted(range(len(texts)), key=lambda i: len(enc["input_ids"][i]))
+    out: list[Explanation | None] = [None] * len(texts)
+    for c in range(0, len(order), TEXT_CHUNK):
+        idx = order[c: c + TEXT_CHUNK]
+        batch = collate([enc["input_ids"][i] for i in idx], pad_id)
+        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        special = collate([enc["special_tokens_mask"][i] for i in idx], 1)["input_ids"].to(device)
+        baseline = torch.where(special.bool(), ids, torch.full_like(ids, pad_id))
+        with torch.no_grad():
+            probs = _probabilities(model, temperature)(ids, mask).cpu()
+        tgt = [targets[i] if targets[i] is not None else int(probs[j].argmax())
+               for j, i in enumerate(idx)]
+        attr = lig.attribute(ids, baselines=baseline, target=tgt, additional_forward_args=(mask,),
+                             n_steps=steps,
+                             internal_batch_size=max(len(idx), TOKENS_PER_PASS // ids.shape[1]))
+        scores = (attr.sum(-1) * mask).detach().float().cpu()
+        for j, i in enumerate(idx):
+            n = len(enc["input_ids"][i])
+            words, truncated = merge_to_words(texts[i], [tuple(o) for o in enc["offset_mapping"][i]],
+                                              scores[j, :n].tolist())
+            out[i] = Explanation(probs[j], tgt[j], words=words, truncated=truncated)
+    return out
+
+
+def _resized(width: int, height: int, size: int) -> tuple[int, int]:
+    """(width, height) after torchvision's Resize(size): the shorter side becomes size."""
+    if width <= height:
+        return size, int(size * height / width)
+    return int(size * width / height), size
+
+
+def place_heatmap(cam: torch.Tensor, width: int, height: int, pre: Preprocess) -> np.ndarray:
+    """A [h, w] map over the model's centre crop → [height, width] over the original image,
+    through the inverse of the evaluation transform (resize, centre crop); scaled to [0, 1]."""
+    crop = pre.image_size
+    rw, rh = _resized(width, height, int(round(crop / 0.875)))
+    top, left = int(round((rh - crop) / 2.0)), int(round((rw - crop) / 2.0))
+    canvas = torch.zeros(1, 1, rh, rw)
+    canvas[..., top: top + crop, left: left + crop] = F.interpolate(
+        cam[None, None].float(), size=(crop, crop), mode="bilinear", align_corners=False)
+    heat = F.interpolate(canvas, size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+    heat = heat.clamp(min=0)
+    peak = float(heat.max())
+    return (heat / peak if peak > 0 else heat).numpy().astype(np.float32)
+
+
+def blurred(pixels: torch.Tensor) -> torch.Tensor:
+    """The baseline: each image blurred (Gaussian, sigma a fixed fraction of its side)."""
+    # deferred: torchvision.transforms.v2.functional only where images are explained.
+    from torchvision.transforms.v2 import functional as TF
+
+    sigma = max(0.5, BLUR_SIGMA * pixels.shape[-1])
+    kernel = 2 * int(3 * sigma) + 1
+    return TF.gaussian_blur(pixels, [kernel, kernel], [sigma, sigma])
+
+
+def explain_images(net: nn.Module, pre: Preprocess, images: list[Image.Image],
+                   targets: list[int | None], steps: int, device: str = "cpu",
+                   temperature: float = 1.0) -> list[Explanation]:
+    """A heatmap per image toward its target (None: the predicted label): integrated gradients
+    of the target's (calibrated) probability from the blurred image, in `steps` steps."""
+    # deferred: captum.attr takes ~1.5 s to import (matplotlib): only when something is explained.
+    from captum.attr import IntegratedGradients
+
+    ig = IntegratedGradients(lambda x: (net(x).float() / temperature).softmax(-1))
+    transform = pre.eval_transform()
+    out: list[Explanation] = []
+    for c in range(0, len(images), IMAGE_CHUNK):
+        chunk = images[c: c + IMAGE_CHUNK]
+        pixels = torch.stack([transform(img) for img in chunk]).to(device)
+        with torch.no_grad():
+            probs = (net(pixels).float() / temperature).softmax(-1).cpu()
+        tgt = [targets[c + j] if targets[c + j] is not None else int(probs[j].argmax())
+               for j in range(len(chunk))]
+        per_pass = max(len(chunk), PIXELS_PER_PASS // (pixels.shape[-1] * pixels.shape[-2]))
+        attr = ig.attribute(pixels, baselines=blurred(pixels), target=tgt, n_steps=steps,
+                            internal_batch_size=per_pass)
+        maps = attr.detach().float().sum(1).clamp(min=0).cpu()
+        for j, img in enumerate(chunk):
+            out.append(Explanation(probs[j], tgt[j], heatmap=place_heatmap(maps[j], *img.size, pre)))
+    return out

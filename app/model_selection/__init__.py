@@ -1,0 +1,1 @@
+"""Model selection: base models ranked by transferability to a dataset before any training."""

@@ -1,0 +1,168 @@
+"""Worker processes by device: one per GPU (CUDA_VISIBLE_DEVICES pinned), or one CPU worker.
+
+`plan` decides, from the GPUs this machine shows, which processes to run, each with the
+environment it needs and the queues it consumes (app.queue.worker_queues); `supervise` runs them
+and passes SIGTERM on, so each checkpoints its running job before the whole stops."""
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from app.queue import worker_queues
+
+log = logging.getLogger(__name__)
+RESTART_DELAY_S = 5.0
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """One worker process: its device class, the GPUs it holds, the environment it gets on top
+    of ours, the queues it consumes."""
+    device: str
+    gpus: int
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def queues(self) -> list[str]:
+        return worker_queues(self.device, self.gpus)
+
+
+def device_class(worker_device: str, visible: int) -> tuple[str, int]:
+    """(device class, GPUs held) of a worker set to `worker_device` (ADAPT_WORKER_DEVICE) that
+    sees `visible` GPUs."""
+    if worker_device == "cpu" or (worker_device == "auto" and not visible):
+        return "cpu", 0
+    if worker_device.startswith("cuda:"):
+        return "gpu", 1  # one named device, whatever else is visible
+    return "gpu", visible
+
+
+def visible_gpus() -> list[str]:
+    """The ids of the GPUs this process may use (as CUDA_VISIBLE_DEVICES names them, else
+    0..n-1); [] on a machine without CUDA."""
+    import torch  # deferred: only the launcher asks, and torch takes a while to import
+
+    count = torch.cuda.device_count()
+    named = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [d.strip() for d in named.split(",") if d.strip()] if named is not None else []
+    return (ids if named is not None else [str(i) for i in range(count)])[:count]
+
+
+def plan(devices: list[str], worker_gpus: str, gpus_per_worker: int,
+         worker_device: str) -> list[WorkerSpec]:
+    """The worker processes to run. worker_gpus (ADAPT_WORKER_GPUS / --gpus): "" = one process
+    as configured; "all" = every GPU in `devices`, "N" = the first N, split into processes of
+    gpus_per_worker GPUs each, each pinned to its own. With no GPU (or worker_device "cpu"): one
+    CPU worker."""
+    if not worker_gpus or worker_device == "cpu" or not devices:
+        if worker_gpus and worker_gpus != "0" and worker_device != "cpu":
+            log.warning("no GPU visible: running one CPU worker")
+        device, gpus = device_class(worker_device, len(devices))
+        return [WorkerSpec(device, gpus,
+                           {"ADAPT_WORKER_DEVICE": "cpu"} if worker_gpus else {})]
+    wanted = len(devices) if worker_gpus == "all" else int(worker_gpus)
+    if wanted > len(devices):
+        raise ValueError(f"{wanted} GPUs asked for, {len(devices)} visible "
+                         f"({', '.join(devices)})")
+    if wanted < gpus_per_worker:
+        raise ValueError(f"{wanted} GPUs cannot make a worker of {gpus_per_worker} GPUs")
+    used = devices[:wanted - wanted % gpus_per_worker]
+    return [WorkerSpec("gpu", gpus_per_worker,
+                       {"CUDA_VISIBLE_DEVICES": ",".join(used[i:i + gpus_per_worker]),
+                        "ADAPT_WORKER_DEVICE": "cuda"})
+            for i in range(0, len(used), gpus_per_worker)]
+
+
+def classes_of(specs: list[WorkerSpec]) -> str:
+    """The specs as an ADAPT_WORKER_CLASSES value, e.g. "gpu:1"."""
+    return ",".join(dict.fromkeys(f"gpu:{s.gpus}" if s.device == "gpu" else "cpu"
+                                  for s in specs))
+
+
+def _die_with_parent() -> None:
+    """In a worker child: get SIGTERM when its parent dies, however it dies."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def start(spec: WorkerSpec, command: list[str], **popen) -> subprocess.Popen:
+    """Start one worker process with the spec's environment; it dies with us."""
+    return subprocess.Popen(command, env={**os.environ, **spec.env},
+                            preexec_fn=_die_with_parent, **popen)
+
+
+def supervise(specs: list[WorkerSpec], command: Callable[[WorkerSpec], list[str]],
+              restart_delay_s: float = RESTART_DELAY_S) -> int:
+    """Run one process per spec until SIGTERM/SIGINT, which goes on to every process (each
+    checkpoints its running job and exits); a process that dies on its own is started again.
+    Each child has its own session, so a terminal's Ctrl-C reaches it once, through us."""
+    procs = [start(spec, command(spec), start_new_session=True) for spec in specs]
+    stopping: list[int] = []
+
+    def _stop(signum, _frame):
+        stopping.append(signum)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    for spec, proc in zip(specs, procs, strict=True):
+        log.info("worker %d: %s, %s, queues %s", proc.pid, spec.device,
+                 spec.env.get("CUDA_VISIBLE_DEVICES", "-"), ",".join(spec.queues))
+    while not (stopping and all(p.poll() is not None for p in procs)):
+        for i, proc in enumerate(procs):
+            if proc.poll() is not None and not stopping:
+                log.warning("worker %d exited (%s); starting it again", proc.pid,
+                            proc.returncode)
+                time.sleep(restart_delay_s)
+                if not stopping:
+                    procs[i] = start(specs[i], command(specs[i]), start_new_session=True)
+        time.sleep(0.2)
+    return 0
+
+
+class Kept:
+    """One process kept running by a thread (next to the API, which has the main thread): started
+    again restart_delay_s after it exits on its own, until stop()."""
+
+    def __init__(self, spec: WorkerSpec, command: list[str], restart_delay_s: float = 0.5,
+                 name: str = "process"):
+        self.spec, self.command, self.restart_delay_s, self.name = \
+            spec, command, restart_delay_s, name
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self.proc = start(spec, command, start_new_session=True)
+        self._thread = threading.Thread(target=self._watch, name=f"keep-{name}", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.1):
+            if self.proc.poll() is None:
+                continue
+            log.warning("%s %d exited (%s); starting it again", self.name, self.proc.pid,
+                        self.proc.returncode)
+            if self._stopping.wait(self.restart_delay_s):
+                return
+            with self._lock:
+                if not self._stopping.is_set():
+                    self.proc = start(self.spec, self.command, start_new_session=True)
+
+    def stop(self, timeout: float = 10) -> None:
+        """SIGTERM (SIGKILL past timeout), and no restart."""
+        with self._lock:
+            self._stopping.set()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._thread.join(timeout=timeout)

@@ -1,0 +1,160 @@
+"""What compression costs on held-out data, through the service: a MiniLM teacher fine-tuned on
+tests/fixtures/rotten_tomatoes (a seeded subsample of train.csv's 3,200 reviews: 1,600 by
+default, to keep the run short on two busy cores), then
+
+  - for each --student-layers depth (default 1 and 2 of the teacher's 6 encoder layers): a
+    distilled student (method distill, student_layers N), and the same student trained WITHOUT the
+    teacher: the same layers and the same schedule with alpha 0 (the loss is then the labels'
+    cross-entropy alone: plain fine-tuning),
+  - the teacher pruned to half its FFN width (POST /v1/models/{id}/prune, ffn 0.5) and retrained
+    for --prune-epochs (default 2),
+
+each downloaded and measured the same way (app/ml/measure.py) on the 1,663 held-out reviews
+(heldout.csv, never trained on): parameters, weight-file size, forward latency at batch 1 on this
+CPU (median over the first 200 held-out texts), held-out accuracy; deltas against the teacher.
+
+    .venv/bin/python benchmarks/compress.py [--epochs 2] [--max-length 48] [--train-examples 1600]
+                                            [--student-layers 1,2]
+"""
+import argparse
+import csv
+import io
+import json
+import random
+import sys
+import tempfile
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _service import RT, call, run_job, serve, upload  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from app.ml.measure import figures  # noqa: E402
+
+
+def wait(base: str, job: dict) -> dict:
+    while job["status"] not in ("succeeded", "failed", "cancelled"):
+        time.sleep(2)
+        job = call(base, f"/v1/jobs/{job['id']}")
+    if job["status"] != "succeeded":
+        raise SystemExit(f"job {job['id']} {job['status']}: {job['error']}")
+    return job
+
+
+def download(base: str, model_id: str, out: Path) -> Path:
+    ckpt = call(base, f"/v1/models/{model_id}")["checkpoint"]
+    with urllib.request.urlopen(f"{base}/v1/checkpoints/{ckpt}/content", timeout=600) as res:
+        zipfile.ZipFile(io.BytesIO(res.read())).extractall(out / model_id)
+    return out / model_id
+
+
+def heldout() -> tuple[list[str], list[str]]:
+    with open(RT / "heldout.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+def measure(ckpt: Path, texts: list[str], labels: list[str]) -> dict:
+    names = json.loads((ckpt / "adapt.json").read_text())["labels"]
+    return figures(ckpt, texts, [names.index(y) for y in labels], latency_examples=200,
+                   max_eval=len(texts))
+
+
+def subsample(n: int, out: Path) -> Path:
+    """The first n rows of a seeded shuffle of train.csv (all of it when n is 0 or more)."""
+    with open(RT / "train.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    random.Random(0).shuffle(rows)
+    rows = rows[:n] if 0 < n < len(rows) else rows
+    path = out / "train.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["text", "label"])
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--max-length", type=int, default=48)
+    ap.add_argument("--student-layers", default="1,2",
+                    help="comma-separated student depths, each trained with and without the teacher")
+    ap.add_argument("--alpha", type=float, default=0.7)
+    ap.add_argument("--temperature", type=float, default=2.0)
+    ap.add_argument("--prune-epochs", type=int, default=2,
+                    help="retraining epochs after pruning")
+    ap.add_argument("--train-examples", type=int, default=1600,
+                    help="a seeded subsample of train.csv's 3,200 (0: all)")
+    args = ap.parse_args()
+    texts, labels = heldout()
+    t_start = time.time()
+    hp = {"epochs": args.epochs, "max_length": args.max_length}
+    with serve(8766) as base, tempfile.TemporaryDirectory() as tmp:
+        ds = upload(base, subsample(args.train_examples, Path(tmp)))["id"]
+        common = {"training_dataset": ds, "seed": 0, "validation_split": 0.1}
+        teacher = run_job(base, {**common, "base_model": "minilm-l6-v2", "method": "full",
+                                 "hyperparameters": hp})
+        distill = {**common, "base_model": "minilm-l6-v2", "method": "distill",
+                   "teacher": teacher["model"]}
+        students = []  # (depth, distilled job, plain job)
+        for depth in [int(d) for d in args.student_layers.split(",")]:
+            student_hp = {**hp, "student_layers": depth, "temperature": args.temperature}
+            students.append((depth, run_job(base, {**distill, "hyperparameters": {
+                **student_hp, "alpha": args.alpha}}), run_job(base, {**distill, "hyperparameters": {
+                    **student_hp, "alpha": 0.0}})))
+        pruned = wait(base, call(base, f"/v1/models/{teacher['model']}/prune", {
+            "target": {"ffn": 0.5}, "retrain_epochs": args.prune_epochs,
+            "hyperparameters": {"max_length": args.max_length}}))
+        train_s = time.time() - t_start
+        runs = [("teacher: MiniLM-L6 full", teacher),
+                (f"teacher pruned to half FFN + {args.prune_epochs} epochs", pruned)]
+        for depth, student, plain in students:
+            runs += [(f"distilled student ({depth}/6 layers, T={args.temperature:g}, "
+                      f"alpha={args.alpha:g})", student),
+                     (f"same {depth}-layer student, no teacher (alpha=0)", plain)]
+        rows = []
+        for name, job in runs:
+            model = call(base, f"/v1/models/{job['model']}")
+            rows.append((name, model, measure(download(base, job["model"], Path(tmp)),
+                                              texts, labels)))
+    ref = rows[0][2]
+    n_train = args.train_examples or 3200
+    print(f"held-out: {len(texts)} reviews (tests/fixtures/rotten_tomatoes/heldout.csv); "
+          f"training: {n_train:,} of train.csv (validation split 0.1), {args.epochs} epochs, max_length "
+          f"{args.max_length}; latency: forward pass at batch 1 on this CPU, median of 200")
+    print(f"{'model':48} {'params':>11} {'size MB':>8} {'ms b1':>7} {'speed-up':>8} "
+          f"{'accuracy':>8} {'Δ pts':>7}")
+    for name, model, f in rows:
+        print(f"{name:48} {f['params']:>11,} {f['size_bytes'] / 1e6:>8.1f} "
+              f"{f['latency_ms_b1']:>7.2f} {ref['latency_ms_b1'] / f['latency_ms_b1']:>7.2f}× "
+              f"{f['accuracy']:>8.4f} {100 * (f['accuracy'] - ref['accuracy']):>+7.2f}")
+    pruned_f = rows[1][2]
+    pruned_lost = 100 * (ref["accuracy"] - pruned_f["accuracy"])
+    print()
+    for i, (depth, _, _) in enumerate(students):
+        student_f, plain_f = rows[2 + 2 * i][2], rows[3 + 2 * i][2]
+        speedup = ref["latency_ms_b1"] / student_f["latency_ms_b1"]
+        lost = 100 * (ref["accuracy"] - student_f["accuracy"])
+        gain = 100 * (student_f["accuracy"] - plain_f["accuracy"])
+        print(f"{depth}-layer student vs teacher: {speedup:.2f}× faster at batch 1 (target ≥ 3×: "
+              f"{'met' if speedup >= 3 else 'NOT met'}), {lost:+.2f} points lost (target ≤ 2: "
+              f"{'met' if lost <= 2 else 'NOT met'}); distillation vs plain fine-tuning of the "
+              f"same student: {gain:+.2f} points "
+              f"({'distillation wins' if gain > 0 else 'distillation does not win'})")
+    print(f"pruned to half FFN: {pruned_lost:+.2f} points lost (target ≤ 1.5: "
+          f"{'met' if pruned_lost <= 1.5 else 'NOT met'}), "
+          f"{ref['latency_ms_b1'] / pruned_f['latency_ms_b1']:.2f}× faster")
+    print("\nthe service's own record (model.compression, on the job's validation split):")
+    for name, model, _ in rows[1:]:
+        c = model["compression"] or {}
+        print(f"  {name:48} {json.dumps(c.get('delta'))}")
+    print(f"\ntraining wall time {train_s / 60:.1f} min; total {(time.time() - t_start) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

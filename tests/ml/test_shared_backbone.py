@@ -1,0 +1,221 @@
+"""Parameter sharing on the tiny model: head models load one backbone and add only their head,
+LoRA models only their adapter; shared predictions equal the whole copies', and a mixed-adapter
+batch equals each model run on its own."""
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForSequenceClassification
+from test_recipe import make_recipe
+
+from app.ml import sharing
+from app.models_api import batching
+from app.models_api.inference import (Backbones, ModelCache, Predictor, SharedPredictor,
+                                      load_predictor, run_many)
+
+TEXTS = ["superb great film", "dull boring film", "a wonderful delightful story",
+         "tedious", "terrible awful dull boring film again and again"]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model, tmp_path_factory):
+    """One head model and two LoRA models (different seeds) on the tiny base."""
+    root = tmp_path_factory.mktemp("shared")
+    out = {}
+    for name, method, seed in (("head", "head", 1), ("lora_a", "lora", 2), ("lora_b", "lora", 3)):
+        hp = {"lora_rank": 4} if method == "lora" else {}
+        recipe = make_recipe(tiny_model, root / name, method=method, seed=seed, epochs=1, **hp)
+        recipe.train()
+        out[name] = recipe.save_checkpoint()
+    return out
+
+
+def other_head(src, dst, seed: int):
+    """A copy of a head checkpoint with another random head: the real export format."""
+    shutil.copytree(src, dst)
+    weights = load_file(str(dst / "model.safetensors"))
+    gen = torch.Generator().manual_seed(seed)
+    weights["head.weight"] = torch.randn(weights["head.weight"].shape, generator=gen)
+    save_file(weights, str(dst / "model.safetensors"), metadata={"format": "pt"})
+    return dst
+
+
+def test_export_records_the_base_encoder_and_keeps_the_lora_adapter(trained):
+    head = json.loads((trained["head"] / "adapt.json").read_text())["sharing"]
+    lora = json.loads((trained["lora_a"] / "adapt.json").read_text())["sharing"]
+    assert head["kind"] == "head" and lora["kind"] == "lora"
+    # the frozen encoder is the base one: a LoRA model's base has the same fingerprint
+    assert head["encoder_fingerprint"] == lora["base_fingerprint"]
+    assert head["encoder_fingerprint"] == sharing.file_fingerprint(
+        trained["head"] / "model.safetensors")
+    assert (trained["lora_a"] / "adapter" / "adapter_model.safetensors").is_file()
+    assert not any("lora" in k for k in load_file(str(trained["lora_a"] / "model.safetensors")))
+
+
+def test_head_models_share_one_backbone_and_add_only_their_head(trained, tmp_path):
+    shared = Backbones()
+    cache = ModelCache(size=10, load=lambda p: load_predictor(p, backbones=shared))
+    first = cache.get("m0", trained["head"])
+    assert isinstance(first, SharedPredictor)
+    one = cache.nbytes()
+    for i in range(1, 5):
+        cache.get(f"m{i}", other_head(trained["head"], tmp_path / f"m{i}", i))
+    head_bytes = sum(t.numel() * 4 for t in first.model.head.parameters())
+    assert cache.nbytes() == one + 4 * head_bytes
+    assert len(shared.loaded()) == 1
+    assert one == Predictor(trained["head"]).nbytes()  # the backbone and one head: one model
+    cache.clear()
+    assert shared.loaded() == []  # the last model gone, its backbone goes too
+
+
+def test_a_tampered_encoder_loads_as_a_whole_copy(trained, tmp_path):
+    path = shutil.copytree(trained["head"], tmp_path / "tampered")
+    weights = load_file(str(path / "model.safetensors"))
+    key = next(k for k in weights if k.startswith("encoder.") and k.endswith("query.weight"))
+    weights[key] = weights[key] + 0.01
+    save_file(weights, str(path / "model.safetensors"), metadata={"format": "pt"})
+    assert type(load_predictor(path, backbones=Backbones())) is Predictor
+
+
+@pytest.mark.parametrize("name", ["head", "lora_a"])
+def test_shared_predictions_equal_the_whole_copy(trained, name):
+    shared = load_predictor(trained[name], backbones=Backbones())
+    assert isinstance(shared, SharedPredictor)
+    whole = Predictor(trained[name])
+    with torch.inference_mode():
+        assert torch.allclose(shared.probabilities(TEXTS), whole.probabilities(TEXTS), atol=1e-5)
+
+
+def test_a_mixed_lora_batch_equals_one_at_a_time(trained, tmp_path):
+    backbones = Backbones()
+    models = [load_predictor(p, backbones=backbones) for p in (
+        trained["lora_a"], trained["head"], trained["lora_b"],
+        other_head(trained["head"], tmp_path / "h2", 9))]
+    assert all(isinstance(m, SharedPredictor) for m in models)
+    assert len(backbones.loaded()) == 1
+    together = run_many(models, TEXTS, top_k=2)
+    alone = [run_many([m], TEXTS, top_k=2)[0] for m in models]
+    for got, want in zip(together, alone, strict=True):
+        assert [p["label"] for p in got] == [p["label"] for p in want]
+        assert torch.allclose(torch.tensor([[s["score"] for s in p["top"]] for p in got]),
+                              torch.tensor([[s["score"] for s in p["top"]] for p in want]),
+                              atol=1e-5)
+    # and the adapter rows are the LoRA model's own answers: its merged whole copy's
+    whole = run_many([Predictor(trained["lora_a"])], TEXTS, top_k=2)[0]
+    assert torch.allclose(torch.tensor([p["score"] for p in together[0]]),
+                          torch.tensor([p["score"] for p in whole]), atol=1e-5)
+
+
+def test_a_lora_model_whose_weights_are_not_on_the_base_loads_as_a_whole_copy(trained, tmp_path):
+    backbones = Backbones()
+    load_predictor(trained["head"], backbones=backbones)
+    path = shutil.copytree(trained["lora_a"], tmp_path / "lora")
+    weights = load_file(str(path / "model.safetensors"))
+    key = next(k for k in weights if k.startswith("encoder.") and "embeddings" in k)
+    weights[key] = weights[key] + 0.01
+    save_file(weights, str(path / "model.safetensors"), metadata={"format": "pt"})
+    assert type(load_predictor(path, backbones=backbones)) is Predictor
+    assert isinstance(load_predictor(trained["lora_a"], backbones=backbones), SharedPredictor)
+
+
+def test_a_model_that_fails_to_load_leaves_no_backbone_behind(trained, tmp_path):
+    path = shutil.copytree(trained["head"], tmp_path / "broken")
+    meta = json.loads((path / "adapt.json").read_text())
+    (path / "adapt.json").write_text(json.dumps({**meta, "labels": ["a", "b", "c"]}))
+    backbones = Backbones()
+    with pytest.raises(RuntimeError):
+        SharedPredictor(path, backbones=backbones)
+    assert backbones.loaded() == []
+
+
+def test_requests_for_different_models_on_one_backbone_run_as_one_mixed_batch(trained):
+    backbones = Backbones()
+    models = [load_predictor(p, backbones=backbones)
+              for p in (trained["lora_a"], trained["head"], trained["lora_b"])]
+    for m in models:
+        m.start_batching(max_batch=3 * len(TEXTS), max_wait_s=30.0, name="t")
+    with batching.incoming():  # one more request on its way: the batcher waits for the rest
+        futures = [m.batcher.submit(TEXTS, 2) for m in models]
+    answers = [f.result(timeout=60) for f in futures]
+    assert models[0].backbone.batcher.batches == 1  # all three requests in one forward pass
+    for m, got in zip(models, answers, strict=True):
+        want = run_many([m], TEXTS, top_k=2)[0]
+        assert [p["label"] for p in got] == [p["label"] for p in want]
+        assert torch.allclose(torch.tensor([[s["score"] for s in p["top"]] for p in got]),
+                              torch.tensor([[s["score"] for s in p["top"]] for p in want]),
+                              atol=1e-5)
+    for m in models:
+        m.close()
+    assert backbones.loaded() == []
+
+
+def test_a_lora_checkpoint_still_loads_with_plain_transformers(trained):
+    hf = AutoModelForSequenceClassification.from_pretrained(trained["lora_a"],
+                                                            trust_remote_code=True).eval()
+    shared = load_predictor(trained["lora_a"], backbones=Backbones())
+    batch = shared.tokenizer(TEXTS, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        library = hf(**batch).logits.softmax(-1)  # already ÷ the calibration temperature
+        assert torch.allclose(library, shared.probabilities(TEXTS), atol=1e-5)
+
+
+def test_a_base_rebuilt_from_lora_weights_is_made_exact_by_a_head_model(trained):
+    backbones = Backbones()
+    lora = load_predictor(trained["lora_a"], backbones=backbones)
+    assert not lora.backbone.exact  # merged weights less the adapter: the base up to rounding
+    head = load_predictor(trained["head"], backbones=backbones)
+    assert head.backbone is lora.backbone and lora.backbone.exact
+    saved = load_file(str(trained["head"] / "model.safetensors"))
+    assert all(torch.equal(v, saved[f"encoder.{k}"])
+               for k, v in lora.backbone.encoder.state_dict().items())
+    with torch.inference_mode():
+        assert torch.allclose(lora.probabilities(TEXTS),
+                              Predictor(trained["lora_a"]).probabilities(TEXTS), atol=1e-5)
+
+
+def whole_copy(src, dst):
+    """A head checkpoint without its sharing record: it loads as a whole model."""
+    shutil.copytree(src, dst)
+    meta = json.loads((dst / "adapt.json").read_text())
+    meta.pop("sharing")
+    (dst / "adapt.json").write_text(json.dumps(meta))
+    return dst
+
+
+def test_the_cache_counts_a_backbone_once_however_many_models_share_it(trained, tmp_path):
+    backbones = Backbones()
+    cache = ModelCache(size=2, load=lambda p: load_predictor(p, backbones=backbones))
+    for i in range(4):
+        cache.get(f"h{i}", other_head(trained["head"], tmp_path / f"h{i}", i))
+    assert type(cache.get("w1", whole_copy(trained["head"], tmp_path / "w1"))) is Predictor
+    assert len(cache) == 5  # two encoders: the backbone of four heads, and one whole model
+    cache.get("w2", whole_copy(trained["head"], tmp_path / "w2"))
+    # a third encoder: the least recently used go until two are left (all four heads)
+    assert [key for key, _, _ in cache.loaded()] == ["w1", "w2"]
+    assert backbones.loaded() == []
+
+
+def test_models_reading_long_texts_in_windows_answer_as_their_whole_copies(trained, tmp_path):
+    paths = []
+    for name in ("head", "lora_a"):
+        path = shutil.copytree(trained[name], tmp_path / name)
+        meta = json.loads((path / "adapt.json").read_text())
+        meta |= {"max_length": 8, "chunking": {"overlap": 2, "max_chunks": 4}}
+        (path / "adapt.json").write_text(json.dumps(meta))
+        paths.append(path)
+    texts = TEXTS + [" ".join(["superb great wonderful film"] * 6)]
+    backbones = Backbones()
+    models = [load_predictor(p, backbones=backbones) for p in paths]
+    together = run_many(models, texts, top_k=2)
+    for m in models:
+        m.start_batching(max_batch=64, max_wait_s=0.0, name="t")
+    for path, fan, m in zip(paths, together, models, strict=True):
+        whole = run_many([Predictor(path)], texts, top_k=2)[0]
+        batched = m.batcher.submit(texts, 2).result(timeout=60)
+        for got in (fan, batched):
+            assert torch.allclose(torch.tensor([p["score"] for p in got]),
+                                  torch.tensor([p["score"] for p in whole]), atol=1e-5)
+    for m in models:
+        m.close()

@@ -1,0 +1,279 @@
+"""The model server (app.models_api.model_server) behind real API processes: the same predictions
+as in-process predict, requests of two API processes batched together, a killed or stuck server
+is a 503 with Retry-After (never a hang) and works again once restarted, a full queue refuses with
+Retry-After, and a deleted model leaves the server's cache."""
+import asyncio
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+from helpers import ROOT, toy_csv, uvicorn_server, wait_for_job
+
+from app import worker_pool
+from app.config import get_settings
+from app.errors import InvalidInput, Unavailable
+from app.models_api import model_server
+from app.models_api.batching import Batcher
+from app.models_api.inference import ModelCache
+
+TEXTS = ["great wonderful superb film", "awful boring dull film", "moving brilliant film",
+         "tedious lifeless terrible film", "delightful film", "dull film"]
+
+
+def _stats(path: Path) -> dict:
+    return model_server.request_sync(str(path), {"op": "stats"})
+
+
+def _wait_ready(path: Path, timeout: float = 90) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            return _stats(path)
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"model server on {path} did not start")
+
+
+@pytest.fixture(scope="module")
+def trained(client, worker) -> dict:
+    ds = client.post("/v1/datasets", files={"file": ("data.csv", toy_csv())})
+    assert ds.status_code == 201, ds.text
+    res = client.post("/v1/jobs", json={"base_model": "tiny-bert", "method": "full", "seed": 0,
+                                        "training_dataset": ds.json()["id"],
+                                        "hyperparameters": {"epochs": 2, "batch_size": 16}})
+    assert res.status_code == 201, res.text
+    job = wait_for_job(client, res.json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+    return client.get(f"/v1/models/{job['model']}").json()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A model server kept running as adapt-serve keeps it (a long max wait: requests on their
+    way are gathered), and two API processes using it."""
+    path = tmp_path_factory.mktemp("ms") / "model.sock"
+    kept = worker_pool.Kept(worker_pool.WorkerSpec("model-server", 0,
+                                                   {"ADAPT_PREDICT_MAX_WAIT_MS": "300"}),
+                            model_server.command(path), name="model server")
+    try:
+        _wait_ready(path)
+        env = {"ADAPT_MODEL_SERVER": str(path), "ADAPT_PREDICT_TIMEOUT_S": "3"}
+        with uvicorn_server(**env) as api_a, uvicorn_server(**env) as api_b:
+            yield path, kept, api_a, api_b
+    finally:
+        kept.stop()
+
+
+def test_two_api_processes_get_in_process_results_from_shared_batches(client, trained, served):
+    path, _, api_a, api_b = served
+    model = trained["id"]
+    expected = client.post(f"/v1/models/{model}/predict", json={"inputs": TEXTS}).json()
+
+    def ask(base: str, i: int) -> dict:
+        res = httpx.post(f"{base}/v1/models/{model}/predict",
+                         json={"inputs": TEXTS[i % 6:]}, timeout=30)
+        assert res.status_code == 200, res.text
+        return res.json()
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda i: (i, ask((api_a, api_b)[i % 2], i)), range(32)))
+    for i, body in answers:
+        want = expected["predictions"][i % 6:]
+        got = body["predictions"]
+        assert [p["label"] for p in got] == [p["label"] for p in want]
+        assert [p["score"] for p in got] == pytest.approx([p["score"] for p in want], abs=1e-5)
+        assert [p["unsure"] for p in got] == [p["unsure"] for p in want]
+    batches = [b for b in _stats(path)["batches"] if b["model"] == model]
+    assert sum(b["requests"] for b in batches) >= 32
+    assert any(len(b["callers"]) == 2 for b in batches), batches  # both API processes in one
+
+
+def test_a_fan_out_runs_on_the_server_with_one_backbone_and_metrics_show_its_memory(
+        client, worker, served):
+    """Two head models on one base: POST /v1/predict through an API process answers what the
+    in-process fan-out answers, the server holds one backbone for both (each adds its head), and
+    the API's /metrics reports that memory, asked of the server."""
+    path, _, api_a, _ = served
+    ds = client.post("/v1/datasets", files={"file": ("data.csv", toy_csv())}).json()["id"]
+    models = []
+    for seed in (1, 2):
+        res = client.post("/v1/jobs", json={"base_model": "tiny-bert", "method": "head",
+                                            "seed": seed, "training_dataset": ds,
+                                            "hyperparameters": {"epochs": 1, "batch_size": 16}})
+        job = wait_for_job(client, res.json()["id"])
+        assert job["status"] == "succeeded", job["error"]
+        models.append(job["model"])
+    body = {"models": models, "inputs": TEXTS, "top_k": 2}
+    expected = client.post("/v1/predict", json=body).json()["data"]  # this process, no server
+    res = httpx.post(f"{api_a}/v1/predict", json=body, timeout=60)
+    assert res.status_code == 200, res.text
+    for got, want in zip(res.json()["data"], expected, strict=True):
+        assert got["model"] == want["model"]
+        assert [p["label"] for p in got["predictions"]] == [p["label"] for p in want["predictions"]]
+        assert [p["score"] for p in got["predictions"]] == pytest.approx(
+            [p["score"] for p in want["predictions"]], abs=1e-5)
+    backbones, own = _stats(path)["memory"]
+    kinds = {labels["model"]: labels["kind"] for labels, _ in own}
+    assert kinds[models[0]] == kinds[models[1]] == "head"
+    heads = [n for labels, n in own if labels["model"] in models]
+    assert len(backbones) == 1 and backbones[0][1] > 10 * max(heads)
+    metrics = httpx.get(f"{api_a}/metrics", timeout=30).text
+    assert f'adapt_loaded_model_bytes{{kind="head",model="{models[0]}"}}' in metrics
+    assert "adapt_loaded_backbone_bytes{" in metrics
+
+
+def test_a_stuck_or_killed_server_is_a_503_with_retry_after_then_works_again(trained, served):
+    path, kept, api_a, _ = served
+    url = f"{api_a}/v1/models/{trained['id']}/predict"
+    assert httpx.post(url, json={"inputs": TEXTS[:1]}, timeout=30).status_code == 200
+    pid = _stats(path)["pid"]
+    os.kill(pid, signal.SIGSTOP)  # in flight and never answered: the API's timeout (3 s) ends it
+    try:
+        res = httpx.post(url, json={"inputs": TEXTS[:1]}, timeout=30)
+        assert res.status_code == 503 and res.headers["Retry-After"], res.text
+        assert res.json()["error"]["code"] == "model_server_unavailable"
+        with ThreadPoolExecutor(1) as pool:  # in flight when the server is killed
+            pending = pool.submit(httpx.post, url, json={"inputs": TEXTS[:1]}, timeout=30)
+            time.sleep(0.5)
+            os.kill(pid, signal.SIGKILL)
+            res = pending.result()
+        assert res.status_code == 503 and res.headers["Retry-After"], res.text
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    res = httpx.post(url, json={"inputs": TEXTS[:1]}, timeout=30)  # dead, not yet restarted
+    assert res.status_code == 503 and res.headers["Retry-After"], res.text
+    assert _wait_ready(path)["pid"] != pid
+    res = httpx.post(url, json={"inputs": TEXTS[:1]}, timeout=30)
+    assert res.status_code == 200, res.text
+
+
+def test_deleting_a_model_unloads_it_from_the_server(client, trained, served):
+    path, _, api_a, _ = served
+    copy = client.post("/v1/models", json={"checkpoint": trained["checkpoint"]}).json()
+    res = httpx.post(f"{api_a}/v1/models/{copy['id']}/predict", json={"inputs": TEXTS[:2]},
+                     timeout=30)
+    assert res.status_code == 200, res.text
+    assert copy["id"] in _stats(path)["models"]
+    assert httpx.delete(f"{api_a}/v1/models/{copy['id']}", timeout=30).status_code == 200
+    assert copy["id"] not in _stats(path)["models"]
+
+
+def test_adapt_serve_runs_a_model_server_its_api_workers_share(trained, environment):
+    """`adapt-serve --api-workers 2` on the suite's data dir: predict answers through the model
+    server it started (the model is loaded there), and stopping it stops the server too."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    [(path, _)] = model_server.plan(environment.data_dir, [], "cpu")
+    proc = subprocess.Popen([sys.executable, "-m", "app.serve", "--no-worker", "--api-workers",
+                             "2", "--port", str(port)], cwd=ROOT)
+    try:
+        base, deadline = f"http://127.0.0.1:{port}", time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        res = httpx.post(f"{base}/v1/models/{trained['id']}/predict", json={"inputs": TEXTS},
+                         timeout=60)
+        assert res.status_code == 200, res.text
+        stats = _stats(path)
+        assert trained["id"] in stats["models"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    with pytest.raises(ProcessLookupError):
+        for _ in range(100):
+            os.kill(stats["pid"], 0)
+            time.sleep(0.1)
+
+
+class _Blocking:
+    """A predictor whose forward pass waits for `release`."""
+
+    labels, thresholds = ["a", "b"], None
+
+    def __init__(self, release: threading.Event):
+        self.seen = []
+        self.batcher = Batcher(lambda xs, ks: release.wait(30) and self.seen.extend(xs) or [
+            {"label": "a", "score": 1.0, "top": []} for _ in xs], max_wait_s=0)
+
+    def nbytes(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        self.batcher.close()
+
+
+@pytest.fixture
+def fake_server(tmp_path):
+    """A model server on a thread's event loop whose models are _Blocking ones: (server, its
+    loop, settings that point at it, the event that lets forward passes finish)."""
+    release = threading.Event()
+    server = model_server.ModelServer(ModelCache(2, load=lambda _: _Blocking(release)),
+                                      max_queued=4)
+    path = tmp_path / "q.sock"
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(model_server.serve(path, server))
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    _wait_ready(path, 10)
+    yield server, loop, get_settings().model_copy(update={"model_server": str(path)}), release
+    release.set()
+    loop.call_soon_threadsafe(task.cancel)
+    loop.call_soon_threadsafe(loop.stop)
+
+
+def test_image_bytes_are_decoded_by_the_server_and_a_broken_one_is_a_422(fake_server):
+    server, _, settings, release = fake_server
+    release.set()
+    models = [{"id": "mdl_img", "storage_key": "unused"}]
+    png = io.BytesIO()
+    Image.new("RGB", (8, 6), "red").save(png, format="PNG")
+    [answer] = asyncio.run(model_server.predict(settings, models, [png.getvalue()], None))
+    assert len(answer["predictions"]) == 1
+    assert server.cache.get("mdl_img", Path(".")).seen[0].size == (8, 6)
+    with pytest.raises(InvalidInput) as broken:
+        asyncio.run(model_server.predict(settings, models, [png.getvalue(), b"GIF89a..."], None))
+    assert broken.value.status == 422 and broken.value.param == "inputs.1"
+
+
+def test_a_full_queue_is_refused_with_retry_after(fake_server):
+    server, loop, settings, release = fake_server
+    models = [{"id": "mdl_x", "storage_key": "unused"}]
+    first = asyncio.run_coroutine_threadsafe(
+        model_server.predict(settings, models, ["x"] * 3, None), loop)
+    while server.queued < 3:
+        time.sleep(0.01)
+    with pytest.raises(Unavailable) as refused:
+        asyncio.run(model_server.predict(settings, models, ["y"] * 2, None))
+    assert refused.value.status == 503 and refused.value.code == "model_server_busy"
+    assert refused.value.headers["Retry-After"] == "1"
+    release.set()
+    assert len(first.result(10)[0]["predictions"]) == 3
+    [answer] = asyncio.run(model_server.predict(settings, models, ["y"] * 2, None))
+    assert len(answer["predictions"]) == 2  # room again
+
+
+def test_adapt_serve_plans_one_server_per_gpu_or_one_on_the_cpu(tmp_path):
+    [(cpu, env)] = model_server.plan(tmp_path, [], "auto")
+    assert cpu.name == "model-server-cpu.sock" and env["ADAPT_WORKER_DEVICE"] == "cpu"
+    gpus = model_server.plan(tmp_path, ["0", "3"], "auto")
+    assert [e["CUDA_VISIBLE_DEVICES"] for _, e in gpus] == ["0", "3"]
+    settings = get_settings().model_copy(update={"model_server": ",".join(str(p) for p, _ in gpus)})
+    owners = {model_server.address_for(settings, f"mdl_{i}") for i in range(50)}
+    assert owners == {str(p) for p, _ in gpus}  # both used, each model always on one
+    assert sys.executable in model_server.command(cpu)
+    deep = tmp_path.joinpath(*["a-rather-long-directory-name"] * 4)
+    [(short, _)] = model_server.plan(deep, [], "cpu")  # a socket's path has at most 107 bytes
+    assert len(str(short).encode()) < 100 and short != model_server.plan(tmp_path, [], "cpu")[0][0]

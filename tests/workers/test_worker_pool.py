@@ -1,0 +1,147 @@
+"""One worker process per GPU, worked out on a machine without one by giving `plan` the GPU ids
+a GPU machine would show: each process is pinned to its own GPU(s) with CUDA_VISIBLE_DEVICES and
+consumes the queues of its class; a CPU-only machine runs one CPU worker. The supervisor restarts
+a process that dies and passes SIGTERM on to all of them. SIGTERM's checkpoint time is bounded."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from app import serve, worker_pool
+from app.config import Settings
+from app.worker_pool import WorkerSpec, classes_of, device_class, plan
+from workers import shutdown
+
+GPU, CPU = ["training", "training.gpu"], ["training", "training.cpu"]
+
+
+def test_all_gpus_get_one_pinned_worker_each():
+    specs = plan(["0", "1", "2", "3"], "all", 1, "auto")
+    assert [s.env for s in specs] == [{"CUDA_VISIBLE_DEVICES": str(i),
+                                       "ADAPT_WORKER_DEVICE": "cuda"} for i in range(4)]
+    assert all(s.queues == GPU and (s.device, s.gpus) == ("gpu", 1) for s in specs)
+    assert classes_of(specs) == "gpu:1"
+
+
+def test_the_gpus_already_visible_are_the_ones_shared_out():
+    """Under CUDA_VISIBLE_DEVICES=2,5 (or a Kubernetes GPU allocation) the ids are kept."""
+    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in plan(["2", "5"], "all", 1, "auto")] == \
+        ["2", "5"]
+    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in plan(["0", "1", "2"], "2", 1, "cuda")] == \
+        ["0", "1"]
+
+
+def test_multi_gpu_workers_take_the_multi_gpu_queues():
+    specs = plan([str(i) for i in range(8)], "all", 4, "auto")
+    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in specs] == ["0,1,2,3", "4,5,6,7"]
+    assert specs[0].queues == [*GPU, "training.gpu.2", "training.gpu.3", "training.gpu.4"]
+    assert classes_of(specs) == "gpu:4"
+    assert len(plan(["0", "1", "2"], "3", 2, "auto")) == 1  # the odd GPU stays idle
+
+
+def test_asking_for_more_gpus_than_visible_is_refused(monkeypatch):
+    with pytest.raises(ValueError, match="5 GPUs asked for, 4 visible"):
+        plan(["0", "1", "2", "3"], "5", 1, "auto")
+    with pytest.raises(ValueError, match="cannot make a worker of 2"):
+        plan(["0"], "1", 2, "auto")
+    monkeypatch.setattr(worker_pool, "visible_gpus", lambda: ["0"])
+    with pytest.raises(SystemExit, match="--gpus: 2 GPUs asked for, 1 visible"):
+        serve.worker_plan("2")  # adapt-serve --worker-only --gpus 2 stops with the reason
+
+
+def test_a_cpu_only_machine_runs_one_cpu_worker():
+    (spec,) = plan([], "all", 1, "auto")
+    assert (spec.device, spec.gpus, spec.queues) == ("cpu", 0, CPU)
+    assert spec.env == {"ADAPT_WORKER_DEVICE": "cpu"} and classes_of([spec]) == "cpu"
+    (spec,) = plan(["0", "1"], "all", 1, "cpu")  # told to use the CPU: GPUs are ignored
+    assert spec.queues == CPU
+
+
+def test_without_gpus_option_one_worker_runs_as_configured():
+    assert plan(["0", "1"], "", 1, "auto") == [WorkerSpec("gpu", 2, {})]
+    assert plan(["0", "1"], "", 1, "cuda:1") == [WorkerSpec("gpu", 1, {})]
+    assert plan([], "", 1, "auto") == [WorkerSpec("cpu", 0, {})]
+    assert device_class("cpu", 4) == ("cpu", 0)
+
+
+def test_the_worker_command_consumes_its_queues():
+    command = serve.worker_command(GPU)
+    assert command[command.index("-Q") + 1] == "training,training.gpu,exports,quality"
+    default = serve.worker_command()  # this machine: no GPU
+    assert default[default.index("-Q") + 1] == "training,training.cpu,exports,quality"
+
+
+def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,7")
+    assert worker_pool.visible_gpus() == ["3", "7"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert worker_pool.visible_gpus() == ["0", "1"]
+
+
+def test_worker_classes_setting_is_parsed_and_checked():
+    assert Settings(worker_classes="cpu, gpu:4,gpu").declared_workers == {"cpu": 0, "gpu": 4}
+    assert Settings(worker_classes="").declared_workers == {}
+    with pytest.raises(ValueError):
+        Settings(worker_classes="tpu")
+
+
+CHILD = """
+import os, pathlib, signal, sys, time
+out, dev = pathlib.Path(sys.argv[1]), os.environ["CUDA_VISIBLE_DEVICES"]
+def log(line):
+    with open(out / "log", "a") as f:
+        f.write(line + "\\n")
+first = not (out / dev).exists()
+(out / dev).touch()
+log(f"start {dev} {' '.join(sys.argv[2:])}")
+if first and dev == "1":
+    sys.exit(3)  # dies on its own once
+signal.signal(signal.SIGTERM, lambda *_: (log(f"term {dev}"), sys.exit(0)))
+while True:
+    time.sleep(0.05)
+"""
+SUPERVISOR = """
+import sys
+from app.worker_pool import plan, supervise
+child = [sys.executable, "-c", sys.argv[1], sys.argv[2]]
+sys.exit(supervise(plan(["0", "1"], "all", 1, "auto"), lambda s: child + s.queues,
+                   restart_delay_s=0.1))
+"""
+
+
+def test_the_supervisor_restarts_a_dead_worker_and_passes_sigterm_on(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", SUPERVISOR, CHILD, str(tmp_path)])
+    log = tmp_path / "log"
+    try:
+        deadline = time.time() + 60
+        while (not log.exists() or log.read_text().count("start") < 3) and time.time() < deadline:
+            time.sleep(0.1)
+        assert sorted(log.read_text().splitlines()) == [
+            "start 0 training training.gpu", "start 1 training training.gpu",
+            "start 1 training training.gpu"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    assert sorted(log.read_text().splitlines())[-2:] == ["term 0", "term 1"]
+
+
+def test_sigterm_gives_the_job_a_bounded_time_to_checkpoint():
+    before = signal.getsignal(signal.SIGTERM)
+    gave_up = threading.Event()
+    try:
+        shutdown.install(0.2, give_up=lambda grace_s: gave_up.set())
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert shutdown.requested.is_set()  # the running job is told to checkpoint now
+        assert not gave_up.is_set()
+        assert gave_up.wait(10)  # and the process would exit once the time is up
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        shutdown.requested.clear()
