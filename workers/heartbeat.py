@@ -31,13 +31,21 @@ class Heartbeat(threading.Thread):
             repository.worker_heartbeat(s, self.worker_id, now, now - timedelta(hours=1),
                                         self.device, self.gpus)
 
+    def start(self) -> None:
+        """The first beat happens here, before the worker says it is ready: from then on the
+        worker counts (a job of its class is accepted, the queue shows it)."""
+        self._beat_or_warn()
+        super().start()
+
     def run(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                self.beat()
-            except Exception as exc:  # noqa: BLE001 - the database may be down: try again
-                log.warning("worker heartbeat failed: %s", exc)
-            self.stopped.wait(self.interval_s)
+        while not self.stopped.wait(self.interval_s):
+            self._beat_or_warn()
+
+    def _beat_or_warn(self) -> None:
+        try:
+            self.beat()
+        except Exception as exc:  # noqa: BLE001 - the database may be down: try again
+            log.warning("worker heartbeat failed: %s", exc)
 
     def stop(self) -> None:
         """No longer taking jobs: the row goes now, not after 3 silent intervals."""
