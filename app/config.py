@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     worker_gpus: str = Field(default="", pattern=r"^(|all|[0-9]+)$")
     # GPUs each of those processes holds (a job asking for N GPUs needs a worker holding N).
     gpus_per_worker: int = Field(default=1, ge=1)
+    # The niceness of a CPU worker that `adapt-serve` starts beside the API on the same machine:
+    # predictions and polls come first, training takes the CPU time they leave (0 = the same
+    # priority as the API; a worker started with --worker-only is left as it is).
+    worker_nice: int = Field(default=10, ge=0, le=19)
     # The worker classes this deployment runs, so that a job no worker could take is refused (422)
     # at creation: comma-separated "cpu", "gpu" or "gpu:N" (GPU workers holding N GPUs each), e.g.
     # "cpu,gpu:1". Live workers (their heartbeats) count too; with this empty and none heard from,

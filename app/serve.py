@@ -117,7 +117,11 @@ def main(argv: list[str] | None = None) -> None:
     # The worker started below reads the same bind host, so it agrees with the API on whether
     # this is single-user mode (e.g. for ADAPT_WEBHOOK_ALLOW_PRIVATE).
     os.environ["ADAPT_BIND_HOST"] = args.host
-    workers = [worker_pool.start(spec, worker_command(spec.queues)) for spec in specs]
+    # A CPU worker here shares the cores with the API and the model server: it runs nicer, so
+    # that a training job takes the CPU time that predictions and polls leave.
+    workers = [worker_pool.start(spec, worker_command(spec.queues),
+                                 nice=settings.worker_nice if spec.device == "cpu" else 0)
+               for spec in specs]
     servers = [] if settings.model_server or args.predict_in_process else start_model_servers()
     if args.api_workers > 1:  # /metrics adds up what every API process counted
         metrics.prepare_multiprocess(settings.data_dir / "prometheus")

@@ -92,10 +92,16 @@ def _die_with_parent() -> None:
         pass
 
 
-def start(spec: WorkerSpec, command: list[str], **popen) -> subprocess.Popen:
-    """Start one worker process with the spec's environment; it dies with us."""
-    return subprocess.Popen(command, env={**os.environ, **spec.env},
-                            preexec_fn=_die_with_parent, **popen)
+def start(spec: WorkerSpec, command: list[str], nice: int = 0, **popen) -> subprocess.Popen:
+    """Start one worker process with the spec's environment, `nice` added to its niceness; it
+    dies with us."""
+    def _prepare() -> None:
+        _die_with_parent()
+        if nice:
+            os.nice(nice)
+
+    return subprocess.Popen(command, env={**os.environ, **spec.env}, preexec_fn=_prepare,
+                            **popen)
 
 
 def supervise(specs: list[WorkerSpec], command: Callable[[WorkerSpec], list[str]],

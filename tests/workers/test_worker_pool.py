@@ -145,3 +145,31 @@ def test_sigterm_gives_the_job_a_bounded_time_to_checkpoint():
     finally:
         signal.signal(signal.SIGTERM, before)
         shutdown.requested.clear()
+
+
+def test_the_cpu_worker_beside_the_api_runs_nicer(monkeypatch):
+    """adapt-serve's own CPU worker yields the cores to predictions and polls: its niceness is
+    ADAPT_WORKER_NICE above the API's (a 0 leaves it equal)."""
+    from app.config import get_settings
+
+    settings = get_settings()
+    for name in ("worker_classes", "bind_host", "model_server"):  # main() sets them: restore
+        monkeypatch.setattr(settings, name, getattr(settings, name))
+    monkeypatch.setattr(settings, "worker_classes", "cpu")
+    monkeypatch.setattr(settings, "worker_device", "cpu")
+    monkeypatch.setenv("ADAPT_BIND_HOST", "127.0.0.1")
+    monkeypatch.setattr(serve, "worker_command",
+                        lambda queues=None: [sys.executable, "-c", "import time; time.sleep(60)"])
+    started, real_start = [], worker_pool.start
+    monkeypatch.setattr(worker_pool, "start",
+                        lambda *a, **k: started.append(real_start(*a, **k)) or started[-1])
+    seen = []
+    monkeypatch.setattr(serve.uvicorn, "run", lambda *a, **k: seen.extend(
+        os.getpriority(os.PRIO_PROCESS, p.pid) for p in started))
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    for nice in (7, 0):
+        monkeypatch.setattr(settings, "worker_nice", nice)
+        seen.clear(), started.clear()
+        serve.main(["--predict-in-process"])
+        assert seen == [min(mine + nice, 19)]
+        assert started[0].poll() is not None  # stopped with the API
