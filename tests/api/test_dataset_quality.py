@@ -4,6 +4,7 @@ requests get a clear 4xx; a report that fails leaves the dataset ready."""
 import csv
 import io
 import time
+from datetime import timedelta
 
 import pytest
 from helpers import ROOT, load_benchmark, toy_csv
@@ -12,6 +13,7 @@ from app.config import get_settings
 from app.db import session_scope
 from app.ids import new_id
 from app.models import QualityReport
+from app.models.base import utcnow
 from workers.quality import run_quality, sample_rows
 
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -147,13 +149,19 @@ def test_a_capped_dataset_is_a_seeded_sample():
     assert sample_rows(iter(range(7)), 50) == ([(i, i) for i in range(7)], 7)
 
 
-def test_a_dead_workers_report_fails_and_a_new_one_can_be_asked_for(client, upload):
+def test_a_dead_workers_report_fails_and_a_new_one_can_be_asked_for(client, upload,
+                                                                     monkeypatch):
     from app.datasets import quality
 
     ds = upload(toy_csv(20)).json()
     report_id = _queued_report(ds["id"])
-    assert quality.claim(report_id, "gone-host:1", lease_s=-1)  # its lease lapsed at once
+    assert quality.claim(report_id, "gone-host:1", lease_s=3600)
+    # two hours on, for this process only: the lease lapsed (the session's worker, on the real
+    # clock, leaves it alone, so the expiry is this call's to see)
+    later = utcnow() + timedelta(hours=2)
+    monkeypatch.setattr("app.leased.utcnow", lambda: later)
     assert report_id in quality.expire_leases()
+    monkeypatch.undo()
     failed = client.get(f"/v1/datasets/{ds['id']}").json()["quality"]
     assert failed["status"] == "failed" and failed["error"]["code"] == "worker_lost"
     assert not quality.succeed(report_id, "gone-host:1", {}, {})  # its late write changes nothing

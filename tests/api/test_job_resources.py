@@ -151,11 +151,13 @@ def test_a_lost_message_is_sent_again_to_the_jobs_own_queue(create, sent, declar
     monkeypatch.setattr("app.queue.queue_sizes",
                         lambda names: asked.extend(names) or dict.fromkeys(names, 0))
     gpu_job, old_job = create({"device": "gpu"}).json()["id"], create().json()["id"]
-    with session_scope() as s:  # queued long enough ago; one from before resources existed
-        s.execute(update(Job).where(Job.id.in_([gpu_job, old_job])).values(
-            enqueued_at=utcnow() - timedelta(minutes=1)))
+    with session_scope() as s:  # one from before resources existed
         s.execute(update(Job).where(Job.id == old_job).values(resources=None))
     assert client.get(f"/v1/jobs/{old_job}").json()["resources"] == {"device": "auto", "gpus": 0}
+    # a minute on, in this process only: both were queued long enough ago (the session's
+    # worker, on the real clock, sees them young and does not re-send them itself)
+    later = utcnow() + timedelta(minutes=1)
+    monkeypatch.setattr(lifecycle, "utcnow", lambda: later)
     lost = lifecycle.queued_without_message()
     assert lost[gpu_job] == "training.gpu" and lost[old_job] == "training"
     assert {"training", "training.gpu"} <= set(asked)  # each queue counted on its own

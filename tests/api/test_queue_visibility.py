@@ -50,6 +50,9 @@ def settled_read(read, job_ids):
 @pytest.fixture
 def two_queued_jobs(client, monkeypatch):
     monkeypatch.setattr("app.queue.send_training", lambda *a, **k: None)  # no worker sees them
+    # and none is sent them later: queued an hour ahead of the session's worker's clock, they
+    # are too young for its pass to re-send
+    monkeypatch.setattr("app.jobs.lifecycle.utcnow", lambda: utcnow() + timedelta(hours=1))
     ahead = queued_now()
     ds = client.post("/v1/datasets", files={"file": ("q.csv", toy_csv(20))}).json()
     jobs = [client.post("/v1/jobs", json={"base_model": "tiny-bert",

@@ -6,7 +6,10 @@ import time
 import pytest
 from helpers import toy_csv, wait_for_job
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select
 
+from app.db import session_scope
+from app.models import Job
 from app.observability import record_model_cache
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -83,9 +86,14 @@ def test_a_running_jobs_throughput_is_a_gauge_until_it_ends(client, dataset):
     assert value(running, "adapt_jobs", status="running") >= 1
     assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
     assert wait_for_job(client, job_id)["status"] == "cancelled"
-    ended = scrape(client)
-    assert not [s for s in ended["adapt_training_samples_per_second"].samples
-                if s.labels["base_model"] == "tiny-bert"]
+    def others() -> int:  # jobs of earlier tests that the worker took up since
+        with session_scope() as s:
+            return s.scalar(select(func.count()).select_from(Job).where(
+                Job.status == "running", Job.base_model == "tiny-bert", Job.id != job_id))
+
+    before, ended, after = others(), scrape(client), others()
+    assert before or after or not [s for s in ended["adapt_training_samples_per_second"].samples
+                          if s.labels["base_model"] == "tiny-bert"]
 
 
 def test_model_cache_counters(client):

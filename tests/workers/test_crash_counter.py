@@ -17,17 +17,23 @@ from workers import runner
 
 @pytest.fixture
 def job_id(client, monkeypatch):
+    """A queued job no worker takes: no message is sent, and this process's job clock runs an
+    hour ahead, so the session's worker (on the real clock) sees it queued in the future and
+    its leases alive: it neither re-sends it nor expires them; only this test does."""
     monkeypatch.setattr("app.queue.send_training", lambda *a, **k: True)  # nothing consumes it
+    monkeypatch.setattr(lifecycle, "utcnow", lambda: utcnow() + timedelta(hours=1))
     ds = client.post("/v1/datasets", files={"file": ("c.csv", toy_csv(20))}).json()
-    return client.post("/v1/jobs", json={"base_model": "tiny-bert",
-                                         "training_dataset": ds["id"]}).json()["id"]
+    job_id = client.post("/v1/jobs", json={"base_model": "tiny-bert",
+                                            "training_dataset": ds["id"]}).json()["id"]
+    yield job_id
+    client.post(f"/v1/jobs/{job_id}/cancel")  # left queued by most of these tests
 
 
 def worker_dies(job_id: str) -> None:
     """The worker holding the job is SIGKILLed: its lease lapses and the maintenance pass runs."""
     with session_scope() as s:
         s.execute(update(Job).where(Job.id == job_id).values(
-            lease_expires_at=utcnow() - timedelta(seconds=1)))
+            lease_expires_at=lifecycle.utcnow() - timedelta(seconds=1)))
     assert job_id in lifecycle.expire_leases()
 
 
