@@ -15,6 +15,9 @@ CPU (median over the first 200 held-out texts), held-out accuracy; deltas agains
 
     .venv/bin/python benchmarks/compress.py [--epochs 2] [--max-length 48] [--train-examples 1600]
                                             [--student-layers 1,2]
+    # a bigger teacher, distilled into the whole of a smaller base model:
+    .venv/bin/python benchmarks/compress.py --teacher-base mpnet-base-v2 --teacher-method head \
+        --student-layers 0 --student-base minilm-l6-v2 --prune-epochs 0
 """
 import argparse
 import csv
@@ -83,11 +86,16 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--max-length", type=int, default=48)
     ap.add_argument("--student-layers", default="1,2",
-                    help="comma-separated student depths, each trained with and without the teacher")
+                    help="comma-separated student depths, each trained with and without the "
+                         "teacher; 0 = the whole --student-base model (no layers copied)")
+    ap.add_argument("--teacher-base", default="minilm-l6-v2")
+    ap.add_argument("--teacher-method", default="full", help="full, head, partial or lora")
+    ap.add_argument("--student-base", default="minilm-l6-v2",
+                    help="the students' base model (for depths > 0: the teacher's own)")
     ap.add_argument("--alpha", type=float, default=0.7)
     ap.add_argument("--temperature", type=float, default=2.0)
     ap.add_argument("--prune-epochs", type=int, default=2,
-                    help="retraining epochs after pruning")
+                    help="retraining epochs after pruning (0: no pruning run)")
     ap.add_argument("--train-examples", type=int, default=1600,
                     help="a seeded subsample of train.csv's 3,200 (0: all)")
     args = ap.parse_args()
@@ -97,26 +105,29 @@ def main() -> None:
     with serve(8766) as base, tempfile.TemporaryDirectory() as tmp:
         ds = upload(base, subsample(args.train_examples, Path(tmp)))["id"]
         common = {"training_dataset": ds, "seed": 0, "validation_split": 0.1}
-        teacher = run_job(base, {**common, "base_model": "minilm-l6-v2", "method": "full",
-                                 "hyperparameters": hp})
-        distill = {**common, "base_model": "minilm-l6-v2", "method": "distill",
+        teacher = run_job(base, {**common, "base_model": args.teacher_base,
+                                 "method": args.teacher_method, "hyperparameters": hp})
+        distill = {**common, "base_model": args.student_base, "method": "distill",
                    "teacher": teacher["model"]}
         students = []  # (depth, distilled job, plain job)
         for depth in [int(d) for d in args.student_layers.split(",")]:
-            student_hp = {**hp, "student_layers": depth, "temperature": args.temperature}
+            student_hp = {**hp, "temperature": args.temperature,
+                          **({"student_layers": depth} if depth else {})}
             students.append((depth, run_job(base, {**distill, "hyperparameters": {
                 **student_hp, "alpha": args.alpha}}), run_job(base, {**distill, "hyperparameters": {
                     **student_hp, "alpha": 0.0}})))
         pruned = wait(base, call(base, f"/v1/models/{teacher['model']}/prune", {
             "target": {"ffn": 0.5}, "retrain_epochs": args.prune_epochs,
-            "hyperparameters": {"max_length": args.max_length}}))
+            "hyperparameters": {"max_length": args.max_length}})) if args.prune_epochs else None
         train_s = time.time() - t_start
-        runs = [("teacher: MiniLM-L6 full", teacher),
-                (f"teacher pruned to half FFN + {args.prune_epochs} epochs", pruned)]
+        runs = [(f"teacher: {args.teacher_base} {args.teacher_method}", teacher)]
+        if pruned:
+            runs.append((f"teacher pruned to half FFN + {args.prune_epochs} epochs", pruned))
         for depth, student, plain in students:
-            runs += [(f"distilled student ({depth}/6 layers, T={args.temperature:g}, "
+            which = f"{depth}/6 layers" if depth else f"{args.student_base} full"
+            runs += [(f"distilled student ({which}, T={args.temperature:g}, "
                       f"alpha={args.alpha:g})", student),
-                     (f"same {depth}-layer student, no teacher (alpha=0)", plain)]
+                     (f"same student ({which}), no teacher (alpha=0)", plain)]
         rows = []
         for name, job in runs:
             model = call(base, f"/v1/models/{job['model']}")
@@ -133,22 +144,24 @@ def main() -> None:
         print(f"{name:48} {f['params']:>11,} {f['size_bytes'] / 1e6:>8.1f} "
               f"{f['latency_ms_b1']:>7.2f} {ref['latency_ms_b1'] / f['latency_ms_b1']:>7.2f}× "
               f"{f['accuracy']:>8.4f} {100 * (f['accuracy'] - ref['accuracy']):>+7.2f}")
-    pruned_f = rows[1][2]
-    pruned_lost = 100 * (ref["accuracy"] - pruned_f["accuracy"])
+    first = 2 if pruned else 1  # the first student's row
     print()
     for i, (depth, _, _) in enumerate(students):
-        student_f, plain_f = rows[2 + 2 * i][2], rows[3 + 2 * i][2]
+        student_f, plain_f = rows[first + 2 * i][2], rows[first + 1 + 2 * i][2]
         speedup = ref["latency_ms_b1"] / student_f["latency_ms_b1"]
         lost = 100 * (ref["accuracy"] - student_f["accuracy"])
         gain = 100 * (student_f["accuracy"] - plain_f["accuracy"])
-        print(f"{depth}-layer student vs teacher: {speedup:.2f}× faster at batch 1 (target ≥ 3×: "
+        print(f"{f'{depth}-layer' if depth else args.student_base} student vs teacher: {speedup:.2f}× faster at batch 1 (target ≥ 3×: "
               f"{'met' if speedup >= 3 else 'NOT met'}), {lost:+.2f} points lost (target ≤ 2: "
               f"{'met' if lost <= 2 else 'NOT met'}); distillation vs plain fine-tuning of the "
               f"same student: {gain:+.2f} points "
               f"({'distillation wins' if gain > 0 else 'distillation does not win'})")
-    print(f"pruned to half FFN: {pruned_lost:+.2f} points lost (target ≤ 1.5: "
-          f"{'met' if pruned_lost <= 1.5 else 'NOT met'}), "
-          f"{ref['latency_ms_b1'] / pruned_f['latency_ms_b1']:.2f}× faster")
+    if pruned:
+        pruned_f = rows[1][2]
+        pruned_lost = 100 * (ref["accuracy"] - pruned_f["accuracy"])
+        print(f"pruned to half FFN: {pruned_lost:+.2f} points lost (target ≤ 1.5: "
+              f"{'met' if pruned_lost <= 1.5 else 'NOT met'}), "
+              f"{ref['latency_ms_b1'] / pruned_f['latency_ms_b1']:.2f}× faster")
     print("\nthe service's own record (model.compression, on the job's validation split):")
     for name, model, _ in rows[1:]:
         c = model["compression"] or {}

@@ -54,6 +54,12 @@ os.environ.update({
     # turns them on, or asks for reports with POST /v1/datasets/{id}/quality.
     "ADAPT_QUALITY_REPORTS": "false",
     "TOKENIZERS_PARALLELISM": "false",
+    # float32 everywhere, so that results are exact and the same on every CPU: "auto" would
+    # autocast to bf16 on CPUs with AMX (tests/ml/test_precision.py covers that choice and a
+    # bf16 run), and the checks against a float32 reference (a downloaded checkpoint in
+    # transformers, ONNX, a resumed run) would then differ in the third decimal.
+    "ADAPT_INFERENCE_PRECISION": "fp32",
+    "ADAPT_TRAIN_PRECISION": "fp32",
 })
 S3_MODE = os.environ.get("ADAPT_TEST_STORAGE", "") == "s3"
 if S3_MODE:
