@@ -228,6 +228,23 @@ def test_train_and_predict_through_the_dashboard(servers, worker, page, capsys):
                      headers=auth).json()
     assert shown_labels.all_inner_texts() == [p["label"] for p in api["predictions"]]
     assert set(shown_labels.all_inner_texts()) <= set(labels)
+    # The evaluation card says how the scores were calibrated (the real fit's numbers).
+    cal = evaluation["calibration"]
+    expect(page.locator("#calibration")).to_contain_text(
+        f"Calibration: temperature {js_num(cal['temperature'], 2)} · ECE {js_num(cal['ece_before'], 3)}"
+        f" → {js_num(cal['ece_after'], 3)}")
+    expect(page.locator("#long-texts")).to_contain_text(
+        f"Long texts: 0 of {evaluation['data']['examples']} examples over max_length")
+    # "Unsure below" 1: every score is under it, so each row says "unsure", its scores still shown.
+    page.fill("#predict-form input[name=min_confidence]", "1")
+    page.click("#predict-form button")
+    expect(page.locator("#predictions .unsure")).to_have_count(2)
+    expect(page.locator("#predictions .predicted-label")).to_have_count(0)
+    expect(page.locator("#predictions tbody tr").first.locator(".score")).to_have_count(len(labels))
+    unsure = httpx.post(f"{base}/v1/models/{job['model']}/predict", headers=auth,
+                        json={"inputs": texts, "min_confidence": 1.0}).json()["predictions"]
+    assert all(p["unsure"] and p["label"] is None for p in unsure), unsure
+    page.fill("#predict-form input[name=min_confidence]", "")
     page.screenshot(path=str(screenshot_path("model-page.png")), full_page=True)
     # Explain: each word shaded by the score the API gives (green toward the label, red against).
     page.click("#explain-button")
@@ -317,6 +334,11 @@ def test_keyless_default_and_api_errors_are_shown(servers, page):
     expect(page.locator("#models")).to_be_visible()
 
 
+def js_num(v, digits: int) -> str:
+    """The dashboard's fmtNum for a number: whole numbers as they are, others with `digits`."""
+    return f"{int(v):,}" if float(v).is_integer() else f"{v:.{digits}f}"
+
+
 def fake_job(job_id: str, status: str, **extra) -> dict:
     return {"object": "job", "id": job_id, "status": status, "base_model": "tiny-bert",
             "training_dataset": "ds_fake", "validation_dataset": None, "validation_split": 0.1,
@@ -388,6 +410,8 @@ def test_an_image_explanation_is_drawn_over_the_image(servers, page, tmp_path):
     from PIL import Image
     from playwright.sync_api import expect
 
+    from app.models_api.inference import mark_unsure
+
     base = servers["open"]
     model = {"object": "model", "id": "mdl_fakeimg", "name": "digits", "task": "image-classification",
              "labels": ["0", "1"], "base_model": "mobilenet-v2-imagenet", "job": None,
@@ -405,6 +429,12 @@ def test_an_image_explanation_is_drawn_over_the_image(servers, page, tmp_path):
 
     def handle(route):
         url = route.request.url
+        if url.endswith("/predict"):  # answered as the API marks it: below 0.95, unsure
+            sent.append(route.request.post_data_buffer)
+            top = [{"label": "1", "score": 0.9}, {"label": "0", "score": 0.1}]
+            return route.fulfill(status=200, content_type="application/json", body=json.dumps(
+                {"object": "prediction", "model": model["id"], "predictions": mark_unsure(
+                    [{"label": "1", "score": 0.9, "top": top}], 0.95, None)}))
         if url.endswith("/explain"):
             sent.append(route.request.post_data_buffer)
             return route.fulfill(status=200, content_type="application/json", body=json.dumps(answer))
@@ -435,6 +465,12 @@ def test_an_image_explanation_is_drawn_over_the_image(servers, page, tmp_path):
     canvas_box = canvas.bounding_box()
     assert all(abs(img_box[k] - canvas_box[k]) < 1 for k in ("x", "y", "width", "height"))
     expect(page.locator("#explanations .explained-label")).to_have_text("1")
+    # Predict with "Unsure below" 0.95: sent as the multipart field, the answer shown as unsure.
+    page.fill("#predict-form input[name=min_confidence]", "0.95")
+    page.click("#predict-form button[value=predict]")
+    expect(page.locator("#predictions .unsure")).to_have_text("unsure")
+    expect(page.locator("#predictions .score")).to_have_count(2)
+    assert b'name="min_confidence"\r\n\r\n0.95\r\n' in sent[1], sent[1]
 
 
 def fake_model(model_id: str, **extra) -> dict:
@@ -575,3 +611,130 @@ def test_the_dataset_page_shows_its_quality_report(servers, page):
     expect(page.locator("#quality-labels")).to_contain_text("line 9")
     expect(page.locator("#quality-balance")).to_contain_text("characters")
     page.screenshot(path=str(screenshot_path("dataset-quality.png")), full_page=True)
+
+
+def test_calibration_long_texts_unsure_and_preflight_are_shown(servers, page):
+    """What the API says about trusting a model and a job before it runs: the evaluation's
+    calibration (fitted by app.ml.calibration on made-up logits) with its per-label thresholds
+    and its long-text report; a text prediction under "Unsure below" (marked by the API's own
+    mark_unsure); a dry run's pre-flight; and the new-job form's dry run with batch size auto
+    (its body checked against the API's JobCreate). The API's answers are served in the browser."""
+    import json
+
+    import torch
+    from playwright.sync_api import expect
+
+    from app.jobs.schemas import JobCreate
+    from app.ml.calibration import calibrate
+    from app.models_api.inference import mark_unsure
+
+    base = servers["open"]
+    gen = torch.Generator().manual_seed(0)
+    truth = torch.randint(0, 2, (60,), generator=gen)
+    logits = 4 * torch.nn.functional.one_hot(truth, 2).float() + 4 * torch.randn(60, 2, generator=gen)
+    cal = calibrate(logits, truth, ["bad", "good"], target_precision=0.9)
+    long_texts = {"examples": 500, "max_length": 128, "longer_than_max_length": 37, "chunking": True,
+                  "chosen": "auto", "truncated_examples": 2}
+    evaluation = {"accuracy": 0.8, "macro_f1": 0.79, "calibration": cal, "data": long_texts,
+                  "per_class": {n: {"precision": 0.8, "recall": 0.8, "f1": 0.8, "support": 30}
+                                for n in ("bad", "good")},
+                  "confusion_matrix": {"labels": ["bad", "good"], "matrix": [[24, 6], [6, 24]]}}
+    sent = []
+
+    def model_api(route):
+        what = route.request.url.split("?")[0].rsplit("/", 1)[1]
+        if what == "predict":
+            body = json.loads(route.request.post_data)
+            sent.append(body)
+            made = [{"label": "good", "score": s, "top": [{"label": "good", "score": s},
+                                                           {"label": "bad", "score": round(1 - s, 6)}]}
+                    for s in (0.62, 0.93)]
+            answer = {"object": "prediction", "model": "mdl_fake_cal",
+                      "predictions": mark_unsure(made, body.get("min_confidence"), cal["thresholds"])}
+        elif what == "evaluation":
+            answer = evaluation
+        elif what in ("exports", "descendants"):
+            answer = {"object": "list", "data": [], "has_more": False}
+        else:
+            answer = fake_model("mdl_fake_cal")
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(answer))
+
+    page.route(re.compile(r".*/v1/models/mdl_fake_cal(/\w+)?(\?.*)?$"), model_api)
+    page.goto(base + "/#/models/mdl_fake_cal")
+    expect(page.locator("#calibration")).to_contain_text(
+        f"Calibration: temperature {js_num(cal['temperature'], 2)} · ECE {js_num(cal['ece_before'], 3)}"
+        f" → {js_num(cal['ece_after'], 3)}")
+    assert 0 < min(cal["thresholds"].values()) < 0.62  # learned ones: 0.62 and 0.93 are sure
+    rows = page.locator("#thresholds tbody tr")
+    expect(rows).to_have_count(2)
+    assert rows.all_inner_texts() == [
+        f"{name}\t{'always (no threshold reaches it)' if t is None else js_num(t, 3)}"
+        for name, t in cal["thresholds"].items()]
+    expect(page.locator("#thresholds caption")).to_contain_text("precision ≥ 0.90")
+    expect(page.locator("#long-texts")).to_have_text(
+        "Long texts: 37 of 500 examples over max_length 128 — split into windows (chunking); "
+        "2 still truncated past the last window")
+
+    # Unsure below 0.8: the 0.62 prediction says "unsure" (muted, its scores kept), the 0.93 one
+    # its label; the field goes out only when filled.
+    page.fill("#predict-form textarea", "so-so film\ngreat film")
+    page.fill("#predict-form input[name=min_confidence]", "0.8")
+    page.click("#predict-form button[value=predict]")
+    rows = page.locator("#predictions tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0).locator(".unsure")).to_have_text("unsure")
+    expect(rows.nth(0)).to_contain_text("0.620")
+    expect(rows.nth(0).locator(".score")).to_have_count(2)
+    assert rows.nth(0).locator(".predicted-label").count() == 0
+    expect(rows.nth(1).locator(".predicted-label")).to_have_text("good")
+    assert rows.nth(1).locator(".unsure").count() == 0
+    assert rows.nth(0).locator(".unsure").evaluate("e => getComputedStyle(e).fontStyle") == "italic"
+    assert sent[-1] == {"inputs": ["so-so film", "great film"], "top_k": 2, "min_confidence": 0.8}
+    page.fill("#predict-form input[name=min_confidence]", "")
+    page.click("#predict-form button[value=predict]")
+    expect(page.locator("#predictions .predicted-label")).to_have_text(["good", "good"])
+    assert "min_confidence" not in sent[-1]
+    page.screenshot(path=str(screenshot_path("model-calibration.png")), full_page=True)
+
+    # A dry run's job page: marked as one, its pre-flight in words; a job without one shows none.
+    preflight = {"device": "cpu", "batch_size": 16, "peak_memory_bytes": 300 * 2**20,
+                 "memory_measure": "cpu_rss_delta", "memory_budget_bytes": 8 * 2**30,
+                 "max_batch_size": 96, "fits": True, "setup_seconds": 3.1, "seconds_per_epoch": 30.7,
+                 "seconds_total": 95.2, "epochs": 3, "steps_per_epoch": 7, "steps_measured": 3,
+                 "data": None}
+    serve_fake_jobs(page, {
+        "job_fake_dry": fake_job("job_fake_dry", "succeeded", dry_run=True, preflight=preflight,
+                                 hyperparameters={"epochs": 3, "batch_size": 16}),
+        "job_fake_plain": fake_job("job_fake_plain", "queued"),
+    }, {}, {})
+    page.goto(base + "/#/jobs/job_fake_plain")
+    expect(page.locator("h1")).to_contain_text("job_fake_plain")
+    assert page.locator("#preflight").count() == 0 and page.locator("#dry-run").count() == 0
+    created = []
+
+    def create_job(route):
+        if route.request.method != "POST":
+            return route.fallback()
+        created.append(route.request.post_data)
+        route.fulfill(status=201, content_type="application/json", body=json.dumps(
+            fake_job("job_fake_dry", "queued", dry_run=True)))
+
+    page.route(re.compile(r".*/v1/jobs$"), create_job)
+    ds = httpx.post(f"{base}/v1/datasets", files={"file": ("dry.csv", toy_csv(40, seed=7))}).json()
+    page.goto(f"{base}/#/jobs?dataset={ds['id']}")
+    form = page.locator("#new-job-form")
+    expect(form.locator("select[name=training_dataset]")).to_have_value(ds["id"])
+    form.locator("select[name=base_model]").select_option("tiny-bert")
+    form.locator("select[name=batch_size]").select_option("auto")
+    form.locator("input[name=dry_run]").check()
+    form.locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(r".*#/jobs/job_fake_dry$"))
+    body = JobCreate.model_validate_json(created[0])
+    assert body.dry_run and body.hyperparameters == {"epochs": 3, "batch_size": "auto"}
+    expect(page.locator("#dry-run")).to_have_text("dry run")
+    expect(page.locator("#preflight-device")).to_have_text("cpu")
+    expect(page.locator("#preflight-memory")).to_have_text("300.0 MiB at batch size 16 (budget 8.00 GiB)")
+    expect(page.locator("#preflight-batch")).to_have_text("96")
+    expect(page.locator("#preflight-time")).to_have_text(
+        "31 s per epoch · 1 min 35 s in total (3 epochs, setup 3.1 s)")
+    page.screenshot(path=str(screenshot_path("job-preflight.png")), full_page=True)

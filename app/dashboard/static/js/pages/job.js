@@ -1,4 +1,5 @@
-// One job: status, progress, live loss and validation curves, events, confusion matrix, cancel.
+// One job: status, progress, pre-flight, live loss and validation curves, events, confusion
+// matrix, cancel.
 import { api, streamEvents } from "../api.js";
 import { lineChart } from "../charts.js";
 import { badge, bar, errorBox, fmtDuration, fmtNum, fmtTime, h, jobProgress } from "../dom.js";
@@ -38,6 +39,8 @@ function queueText(job) {
 
 function header(job, onCancel) {
   return h("h1", null, "Job ", h("span", { class: "mono" }, job.id), badge(job.status),
+    job.dry_run ? h("span", { class: "badge dry-run", id: "dry-run", title: "a pre-flight only: no model is made" },
+      "dry run") : null,
     ACTIVE.includes(job.status) && job.status !== "cancelling"
       ? h("button", { type: "button", class: "danger", id: "cancel-job", onclick: onCancel }, "Cancel") : null,
     job.model ? h("a", { href: `#/models/${job.model}`, id: "model-link" }, `model ${job.model} →`) : null);
@@ -73,6 +76,26 @@ function progressCard(job, metrics, best, ctx) {
       h("dt", null, "Created / finished"), h("dd", null, `${fmtTime(job.created_at)} / ${fmtTime(job.finished_at)}`)));
 }
 
+const bytes = (n) => (typeof n !== "number" ? "—"
+  : n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : `${(n / 2 ** 20).toFixed(1)} MiB`);
+const secs = (v) => (typeof v !== "number" ? "—" : v < 10 ? `${v.toFixed(1)} s` : fmtDuration(v));
+
+/** What the pre-flight measured on the worker's device: memory, the largest batch that fits, time. */
+function preflightCard(job) {
+  const pf = job.preflight;
+  const largest = pf.max_batch_size ?? `none: batch size ${pf.batch_size} is over the budget`;
+  return h("div", { class: "card", id: "preflight" }, h("h2", null, "Pre-flight"),
+    job.dry_run ? h("p", { class: "muted" }, "A dry run: the pre-flight only, no model is trained.") : null,
+    h("dl", { class: "facts" },
+      h("dt", null, "Device"), h("dd", { id: "preflight-device" }, pf.device),
+      h("dt", null, "Peak memory"), h("dd", { id: "preflight-memory" },
+        `${bytes(pf.peak_memory_bytes)} at batch size ${pf.batch_size} (budget ${bytes(pf.memory_budget_bytes)})`),
+      h("dt", null, "Largest batch that fits"), h("dd", { id: "preflight-batch" }, largest),
+      h("dt", null, "Estimated time"), h("dd", { id: "preflight-time" },
+        `${secs(pf.seconds_per_epoch)} per epoch · ${secs(pf.seconds_total)} in total ` +
+        `(${pf.epochs} epoch${pf.epochs === 1 ? "" : "s"}, setup ${secs(pf.setup_seconds)})`)));
+}
+
 function chartsCard(metrics, best, selectBy) {
   const valueAt = (name, step) => metrics.find((m) => m.name === name && m.step === step)?.value;
   const label = best ? `chosen: epoch ${best.epoch}` : "";
@@ -101,7 +124,7 @@ export async function render(view, jobId, ctx) {
                                                        api(`v1/jobs/${id}/checkpoints`)]);
   let lastStep = -1;
   let evaluationShown = false;
-  const slots = { header: h("div"), progress: h("div"), charts: h("div"), evaluation: h("div") };
+  const slots = { header: h("div"), progress: h("div"), preflight: h("div"), charts: h("div"), evaluation: h("div") };
   const events = h("ol", { class: "events", id: "events" });
   const abort = new AbortController();
 
@@ -112,6 +135,7 @@ export async function render(view, jobId, ctx) {
     slots.header.replaceChildren(header(job, cancel));
     const best = bestCheckpoint(checkpoints.data);
     slots.progress.replaceChildren(progressCard(job, metrics.data, best, ctx));
+    slots.preflight.replaceChildren(job.preflight ? preflightCard(job) : "");
     const step = (job.progress || {}).step ?? 0;
     if (step !== lastStep || !ACTIVE.includes(job.status)) {
       lastStep = step;
@@ -134,7 +158,7 @@ export async function render(view, jobId, ctx) {
   }
 
   await draw();
-  view.append(slots.header, slots.progress, slots.charts, slots.evaluation,
+  view.append(slots.header, slots.progress, slots.preflight, slots.charts, slots.evaluation,
     h("div", { class: "card" }, h("h2", null, "Events ", h("span", { class: "muted", id: "stream-state" })), events));
 
   // Live: the SSE stream (fetch streaming) says when something changed — `progress` events as the

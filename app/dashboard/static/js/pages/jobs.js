@@ -28,6 +28,11 @@ function newJobForm(datasets, baseModels, ctx) {
     h("label", null, "Method", h("select", { name: "method" },
       METHODS.map(([v, t]) => h("option", { value: v }, t)))),
     h("label", null, "Epochs", h("input", { name: "epochs", type: "number", min: 1, max: 1000, value: 3, required: true })),
+    h("label", null, "Batch size", h("select", { name: "batch_size" },
+      h("option", { value: "" }, "the method's default"),
+      h("option", { value: "auto" }, "auto: the largest that fits"))),
+    h("label", { class: "check", title: "validate, then measure memory and time on a worker; no model is trained" },
+      h("input", { type: "checkbox", name: "dry_run" }), "Dry run (pre-flight only)"),
     h("button", { type: "submit", disabled: !ready.length }, "Start job"));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -35,10 +40,12 @@ function newJobForm(datasets, baseModels, ctx) {
     const button = form.querySelector("button");
     button.disabled = true;
     try {
+      const hyperparameters = { epochs: Number(data.get("epochs")) };
+      if (data.get("batch_size")) hyperparameters.batch_size = data.get("batch_size");
       const job = await api("v1/jobs", {
         method: "POST", idempotencyKey: newRequestKey(),
         json: { training_dataset: data.get("training_dataset"), base_model: data.get("base_model"),
-                method: data.get("method"), hyperparameters: { epochs: Number(data.get("epochs")) } },
+                method: data.get("method"), hyperparameters, dry_run: data.get("dry_run") === "on" },
       });
       location.hash = `#/jobs/${job.id}`;
     } catch (err) {

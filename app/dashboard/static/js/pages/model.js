@@ -17,8 +17,15 @@ function results(inputs, out) {
     h("thead", null, h("tr", null, h("th", null, "Input"), h("th", null, "Label"), h("th", null, "Scores"))),
     h("tbody", null, out.predictions.map((p, i) => h("tr", null,
       h("td", null, inputs[i]),
-      h("td", null, h("strong", { class: "predicted-label" }, p.label), ` ${fmtNum(p.score, 3)}`),
+      h("td", null, labelCell(p)),
       h("td", null, scores(p.top))))));
+}
+
+/** The predicted label and its score; an unsure prediction (label null) says so, muted. */
+function labelCell(p) {
+  if (!p.unsure) return [h("strong", { class: "predicted-label" }, p.label), ` ${fmtNum(p.score, 3)}`];
+  return [h("span", { class: "unsure", title: "below the confidence threshold: no label (the scores are still ranked)" },
+    "unsure"), ` ${fmtNum(p.score, 3)}`];
 }
 
 // Shading strength: a word's |score| relative to the text's largest, at most this opacity.
@@ -81,12 +88,16 @@ function predictCard(model) {
     : h("textarea", { name: "inputs", required: true, placeholder: "One input per line" });
   const topK = h("input", { type: "number", name: "top_k", min: 1, max: Math.max(1, model.labels.length),
                            value: Math.min(3, Math.max(1, model.labels.length)) });
+  const minConfidence = h("input", { type: "number", name: "min_confidence", min: 0, max: 1, step: "any",
+                                     placeholder: "model's" });
   const target = h("select", { name: "target" }, h("option", { value: "" }, "(the predicted label)"),
     model.labels.map((l) => h("option", { value: l }, l)));
   const out = h("div", { id: "predict-output" });
   const form = h("form", { id: "predict-form" },
     h("label", null, isImage ? "Images" : "Texts (one per line)", field),
     h("div", { class: "inline-row" }, h("label", null, "Top k", topK),
+      h("label", { title: "0–1: below this score a prediction answers \"unsure\" (empty: the thresholds the model learned, if any)" },
+        "Unsure below", minConfidence),
       h("button", { type: "submit", value: "predict" }, "Predict"),
       h("label", null, "Explain", target),
       h("button", { type: "submit", value: "explain", id: "explain-button",
@@ -103,6 +114,7 @@ function predictCard(model) {
         for (const f of field.files) data.append("files", f, f.name);
         data.append("top_k", topK.value);
         if (explain && target.value) data.append("target", target.value);
+        if (!explain && minConfidence.value !== "") data.append("min_confidence", minConfidence.value);
         sources = Array.from(field.files, (f) => URL.createObjectURL(f));
         shown = Array.from(field.files, (f, i) => h("img", { class: "thumb", src: sources[i], alt: f.name }));
         request = { method: "POST", form: data };
@@ -110,7 +122,9 @@ function predictCard(model) {
         const texts = field.value.split("\n").map((t) => t.trim()).filter(Boolean);
         shown = texts;
         request = { method: "POST", json: { inputs: texts, top_k: Number(topK.value),
-                                            ...(explain && target.value ? { target: target.value } : {}) } };
+                                            ...(explain && target.value ? { target: target.value } : {}),
+                                            ...(!explain && minConfidence.value !== ""
+                                              ? { min_confidence: Number(minConfidence.value) } : {}) } };
       }
       const path = `v1/models/${encodeURIComponent(model.id)}/${explain ? "explain" : "predict"}`;
       const answer = await api(path, request);
