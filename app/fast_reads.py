@@ -37,11 +37,39 @@ INLINE_BUDGET_S = 0.05
 BACKOFF_S = 30.0
 
 
+class Inline:
+    """Runs reads on the event loop while the database answers fast; a read that fails with
+    anything but the service's own errors, or takes longer than INLINE_BUDGET_S, sends the reads
+    to the thread pool for BACKOFF_S seconds."""
+
+    def __init__(self) -> None:
+        self.inline_from = 0.0  # monotonic time from which reads may run on the loop again
+
+    async def run(self, read, *args):
+        start = time.monotonic()
+        if start < self.inline_from:
+            return await run_in_threadpool(read, *args)
+        try:
+            result = read(*args)
+        except AppError:
+            raise
+        except Exception as exc:
+            self._back_off(f"a read failed ({type(exc).__name__})")
+            raise
+        if (took := time.monotonic() - start) > INLINE_BUDGET_S:
+            self._back_off(f"a read took {took * 1000:.0f} ms")
+        return result
+
+    def _back_off(self, why: str) -> None:
+        log.warning("%s: reads go through the thread pool for %.0f s", why, BACKOFF_S)
+        self.inline_from = time.monotonic() + BACKOFF_S
+
+
 class FastReads:
     def __init__(self, app: ASGIApp, routes: list) -> None:
         self.app = app
         self._route_of = {r.name: r for r in routes}
-        self.inline_from = 0.0  # monotonic time from which reads may run on the loop again
+        self.inline = Inline()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
@@ -57,20 +85,4 @@ class FastReads:
         await self.app(scope, receive, send)
 
     async def _read(self, read, tenant: str, object_id: str) -> dict:
-        start = time.monotonic()
-        if start < self.inline_from:
-            return await run_in_threadpool(read, tenant, object_id)
-        try:
-            body = read(tenant, object_id)
-        except AppError:
-            raise
-        except Exception as exc:
-            self._back_off(f"a read failed ({type(exc).__name__})")
-            raise
-        if (took := time.monotonic() - start) > INLINE_BUDGET_S:
-            self._back_off(f"a read took {took * 1000:.0f} ms")
-        return body
-
-    def _back_off(self, why: str) -> None:
-        log.warning("%s: reads go through the thread pool for %.0f s", why, BACKOFF_S)
-        self.inline_from = time.monotonic() + BACKOFF_S
+        return await self.inline.run(read, tenant, object_id)

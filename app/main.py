@@ -17,6 +17,7 @@ from app.model_selection.endpoints import router as model_selection_router
 from app.db import dispose_engine, get_engine
 from app.jobs.endpoints import router as jobs_router
 from app.keys.endpoints import router as keys_router
+from app.fast_predict import FastPredict
 from app.fast_reads import FastReads
 from app.limits import BodyLimitMiddleware
 from app.models_api.endpoints import fanout_router
@@ -57,6 +58,7 @@ def create_app() -> FastAPI:
                               "fine-tune, evaluate, predict.")
     errors.install(app)
     # innermost: inside the access log and metrics
+    app.add_middleware(FastPredict, routes=models_router.routes)
     app.add_middleware(FastReads, routes=[*jobs_router.routes, *models_router.routes])
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestContextMiddleware)  # outermost: sees every response

@@ -3,7 +3,7 @@ import base64
 import binascii
 from functools import partial
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -148,6 +148,27 @@ def prepare_remote_predict(session: Session, settings: Settings, tenant: str, mo
     server: every 4xx is decided here, in the API."""
     model, inputs, ckpt = _checked(session, settings, tenant, model_id, inputs, decode=False)
     return _ref(model, ckpt), inputs
+
+
+_REMOTE_REF = (select(Model.id, Model.task, Model.base_model, Checkpoint.storage_key)
+               .join(Checkpoint, Checkpoint.id == Model.checkpoint_id)
+               .where(Model.id == bindparam("object_id"), Model.tenant_id == bindparam("tenant")))
+
+
+def read_remote_predict(settings: Settings, tenant: str, model_id: str,
+                        inputs: list) -> tuple[dict, list]:
+    """prepare_remote_predict on the read path, for texts: one Core SELECT of the model and its
+    checkpoint, no session and no commit. Raises what prepare_remote_predict would (404, the
+    input checks); an image model's inputs are left to it (InvalidInput here)."""
+    row = read_only(lambda conn: conn.execute(
+        _REMOTE_REF, {"object_id": model_id, "tenant": tenant}).first())
+    if row is None:
+        raise NotFound(f"No model with id {model_id!r}.", param="id")
+    if row.task != "text-classification" or not inputs \
+            or len(inputs) > settings.max_predict_inputs:
+        raise InvalidInput("not a lean request: the regular route checks it", param="inputs")
+    inputs = _check_inputs(row, inputs, settings, decode=False)
+    return {"id": row.id, "storage_key": row.storage_key, "base_model": row.base_model}, inputs
 
 
 def _ref(model: Model, ckpt: Checkpoint) -> dict:

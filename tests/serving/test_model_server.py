@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,12 +21,13 @@ import pytest
 from PIL import Image
 from helpers import ROOT, toy_csv, uvicorn_server, wait_for_job
 
-from app import worker_pool
+from app import fast_predict, worker_pool
 from app.config import get_settings
 from app.errors import InvalidInput, Unavailable
 from app.models_api import model_server
 from app.models_api.batching import Batcher
 from app.models_api.inference import ModelCache
+from app.ratelimit import limiter
 
 TEXTS = ["great wonderful superb film", "awful boring dull film", "moving brilliant film",
          "tedious lifeless terrible film", "delightful film", "dull film"]
@@ -280,3 +282,83 @@ def test_adapt_serve_plans_one_server_per_gpu_or_one_on_the_cpu(tmp_path):
     deep = tmp_path.joinpath(*["a-rather-long-directory-name"] * 4)
     [(short, _)] = model_server.plan(deep, [], "cpu")  # a socket's path has at most 107 bytes
     assert len(str(short).encode()) < 100 and short != model_server.plan(tmp_path, [], "cpu")[0][0]
+
+
+# --- the lean predict path (app.fast_predict) in front of the model server: it answers what the
+# regular route answers, byte for byte, counts in the same metrics, and leaves to the regular
+# route everything it does not take (unknown models, bad input, explain), which then answers
+# exactly as before; the rate limit takes one token per request.
+
+@pytest.fixture
+def via_server(served, monkeypatch):
+    """This process's API sends predict to the served model server; the lean path's lookups are
+    counted."""
+    path = served[0]
+    _wait_ready(path)  # (restarted by a test before)
+    monkeypatch.setattr(get_settings(), "model_server", str(path))
+    looked_up = []
+    real = fast_predict.service.read_remote_predict
+    monkeypatch.setattr(fast_predict.service, "read_remote_predict",
+                        lambda *a: looked_up.append(a[2]) or real(*a))
+    return looked_up
+
+
+def test_the_lean_path_answers_what_the_route_answers(client, trained, via_server):
+    url = f"/v1/models/{trained['id']}/predict"
+    for body in ({"inputs": TEXTS}, {"inputs": TEXTS[:2], "top_k": 1},
+                 {"inputs": TEXTS[:3], "min_confidence": 0.99}):
+        lean = client.post(url, json=body)
+        route = client.post(url, json=body, params={"via": "route"})  # a query: not lean
+        assert lean.status_code == route.status_code == 200, lean.text
+        assert lean.json() == route.json()
+        assert lean.headers["content-type"] == route.headers["content-type"]
+    assert via_server == [trained["id"]] * 3  # the lean path took the three, not the others
+    unsure = client.post(url, json={"inputs": TEXTS, "min_confidence": 0.99}).json()
+    assert [p["label"] is None for p in unsure["predictions"]] == \
+        [p["unsure"] for p in unsure["predictions"]] == \
+        [p["score"] < 0.99 for p in unsure["predictions"]]
+    metrics = client.get("/metrics").text  # counted under the route's template
+    assert re.search(r'adapt_http_requests_total\{[^}]*route="/v1/models/\{model_id\}/predict"'
+                     r'[^}]*status="200"', metrics)
+    assert not re.search(r'route="[^"]*mdl_', metrics)
+
+
+@pytest.mark.parametrize("body,status,code", [
+    ({"inputs": []}, 422, "invalid_request"),
+    ({"inputs": ["fine", "   "]}, 422, "invalid_request"),
+    ({"inputs": ["x"] * 300}, 422, "too_many_inputs"),
+    ({"inputs": ["fine"], "top_k": 0}, 422, "invalid_request"),
+    ({"inputs": ["fine"], "extra": 1}, 422, "invalid_request"),
+])
+def test_what_the_lean_path_refuses_the_route_answers_as_before(client, trained, via_server,
+                                                                 body, status, code):
+    url = f"/v1/models/{trained['id']}/predict"
+    lean = client.post(url, json=body)
+    assert lean.status_code == status and lean.json()["error"]["code"] == code, lean.text
+    assert lean.json() == client.post(url, json=body, params={"via": "route"}).json()
+
+
+def test_unknown_models_and_explain_go_the_regular_way(client, trained, via_server):
+    missing = client.post("/v1/models/mdl_nope/predict", json={"inputs": ["fine"]})
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    explained = client.post(f"/v1/models/{trained['id']}/predict",
+                            json={"inputs": TEXTS[:1], "explain": True, "steps": 4})
+    assert explained.status_code == 200, explained.text
+    assert explained.json()["predictions"][0]["words"]  # the regular route's explanation
+    assert via_server == ["mdl_nope"]  # explain was not looked up on the lean path
+
+
+def test_the_rate_limit_applies_once_per_request(client, trained, via_server, monkeypatch):
+    settings = get_settings()
+    monkeypatch.setattr(settings, "rate_limits", "on")
+    monkeypatch.setattr(settings, "rate_limit_predict_per_minute", 2)
+    limiter.reset()
+    try:
+        url = f"/v1/models/{trained['id']}/predict"
+        assert [client.post(url, json={"inputs": TEXTS[:1]}).status_code
+                for _ in range(3)] == [200, 200, 429]
+        refused = client.post(url, json={"inputs": TEXTS[:1]})
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert refused.headers["Retry-After"]
+    finally:
+        limiter.reset()
