@@ -547,6 +547,16 @@ class ModelCache:
                 self._evict()
             return self._hit(False, predictor)
 
+    def peek(self, key: str) -> _Predictor | None:
+        """The predictor for key if it is loaded (a hit, as get() counts it), else None: never
+        waits for a load, so an event loop may ask."""
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            predictor = self._items[key][0]
+        return self._hit(True, predictor)
+
     def _hit(self, hit: bool, predictor: _Predictor) -> _Predictor:
         if self._on_lookup is not None:
             self._on_lookup(hit)

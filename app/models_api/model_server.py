@@ -132,9 +132,11 @@ class ModelServer:
                    caller: str | None) -> dict:
         loop = asyncio.get_running_loop()
         with batching.incoming() as arrival:
-            hit = model["id"] in self.cache
-            predictor = await loop.run_in_executor(None, self.cache.get, model["id"],
-                                                   _fetcher(model["storage_key"]))
+            predictor = self.cache.peek(model["id"])  # loaded: no hop to the thread pool
+            hit = predictor is not None
+            if predictor is None:
+                predictor = await loop.run_in_executor(None, self.cache.get, model["id"],
+                                                       _fetcher(model["storage_key"]))
             future = predictor.batcher.submit(inputs, top_k or min(len(predictor.labels), 5),
                                               arrival, caller)
         predictions = await asyncio.wrap_future(future)

@@ -270,6 +270,17 @@ def test_a_full_queue_is_refused_with_retry_after(fake_server):
     assert len(answer["predictions"]) == 2  # room again
 
 
+def test_a_loaded_model_is_found_without_a_load_and_counted_as_a_hit():
+    """What the server's event loop asks first (peek): loaded or not, without waiting."""
+    seen = []
+    cache = ModelCache(2, load=lambda _: _Blocking(threading.Event()), on_lookup=seen.append)
+    assert cache.peek("m") is None and seen == []
+    loaded = cache.get("m", Path("/nowhere"))
+    assert cache.peek("m") is loaded and seen == [False, True]
+    cache.drop("m")
+    assert cache.peek("m") is None
+
+
 def test_adapt_serve_plans_one_server_per_gpu_or_one_on_the_cpu(tmp_path):
     [(cpu, env)] = model_server.plan(tmp_path, [], "auto")
     assert cpu.name == "model-server-cpu.sock" and env["ADAPT_WORKER_DEVICE"] == "cpu"
