@@ -17,7 +17,7 @@ CPU (median over the first 200 held-out texts), held-out accuracy; deltas agains
                                             [--student-layers 1,2]
     # a bigger teacher, distilled into the whole of a smaller base model:
     .venv/bin/python benchmarks/compress.py --teacher-base mpnet-base-v2 --teacher-method head \
-        --student-layers 0 --student-base minilm-l6-v2 --prune-epochs 0
+        --teacher-epochs 10 --student-layers 0 --student-base minilm-l6-v2 --prune-epochs 0
 """
 import argparse
 import csv
@@ -90,6 +90,7 @@ def main() -> None:
                          "teacher; 0 = the whole --student-base model (no layers copied)")
     ap.add_argument("--teacher-base", default="minilm-l6-v2")
     ap.add_argument("--teacher-method", default="full", help="full, head, partial or lora")
+    ap.add_argument("--teacher-epochs", type=int, default=None, help="default: --epochs")
     ap.add_argument("--student-base", default="minilm-l6-v2",
                     help="the students' base model (for depths > 0: the teacher's own)")
     ap.add_argument("--alpha", type=float, default=0.7)
@@ -106,7 +107,8 @@ def main() -> None:
         ds = upload(base, subsample(args.train_examples, Path(tmp)))["id"]
         common = {"training_dataset": ds, "seed": 0, "validation_split": 0.1}
         teacher = run_job(base, {**common, "base_model": args.teacher_base,
-                                 "method": args.teacher_method, "hyperparameters": hp})
+                                 "method": args.teacher_method, "hyperparameters": {
+                                     **hp, "epochs": args.teacher_epochs or args.epochs}})
         distill = {**common, "base_model": args.student_base, "method": "distill",
                    "teacher": teacher["model"]}
         students = []  # (depth, distilled job, plain job)
