@@ -5,10 +5,10 @@ ORM session in the thread pool, its commit) on the same cores as the model serve
 passes (benchmarks/README.md, "Serving side by side"); here it is one Core SELECT of the model and
 its checkpoint, on the event loop while the database answers fast (app.fast_reads.Inline).
 
-The answer is the regular route's: the same checks, the same body (app.models_api.endpoints.
-_predictions), the same metrics and the same rate limit. Anything this path does not take — an
-image model, `explain`, a body that does not parse, a missing key or model, bad inputs — goes on to
-the regular route with the body replayed, which answers it in the service's error shape (nothing
+The answer is the regular route's: the same checks, the same body
+(app.models_api.endpoints.predictions_response), the same metrics and the same rate limit.
+Anything this path does not take — an image model, `explain`, a body that does not parse, a
+missing key or model, bad inputs — goes on to the regular route with the body replayed, which answers it in the service's error shape (nothing
 has been spent: the rate-limit token is taken only once the request is known to be good). From
 the rate limit on, this path answers errors itself (429, and the model server's 503/422)."""
 import re
@@ -24,13 +24,13 @@ from app.errors import AppError, error_body
 from app.fast_reads import Inline
 from app.keys.auth import current_caller
 from app.models_api import model_server, service
-from app.models_api.endpoints import _predictions
+from app.models_api.endpoints import predictions_response
 from app.models_api.schemas import PredictIn
 from app.observability import observe_predict, record_model_cache
 from app.ratelimit import limiter
 
 _PATH = re.compile(r"^/v1/models/([A-Za-z0-9_]{1,64})/predict$")
-MAX_BODY = 1 << 20  # larger bodies (256 long texts) go the regular way: this path is for the many small ones
+MAX_BODY = 1 << 20  # larger bodies go the regular way: this path is for the many small ones
 
 
 class FastPredict:
@@ -88,7 +88,7 @@ async def _answer(settings, caller, ref: dict, inputs: list, parsed: PredictIn,
     [answer] = await model_server.predict(settings, [ref], inputs, parsed.top_k)
     record_model_cache(answer["hit"])
     observe_predict(time.perf_counter() - started)
-    return _predictions(ref["id"], answer["thresholds"], answer["predictions"],
+    return predictions_response(ref["id"], answer["thresholds"], answer["predictions"],
                         parsed.min_confidence)
 
 

@@ -77,12 +77,9 @@ class FastReads:
                 if m := pattern.match(scope["path"]):
                     try:
                         tenant = await tenant_of(Request(scope))
-                        body = await self._read(read, tenant, m.group(1))
+                        body = await self.inline.run(read, tenant, m.group(1))
                     except Exception:  # noqa: BLE001 - the regular route answers it
                         break
                     scope["route"] = self._route_of[name]  # the access log's and metrics' label
                     return await JSONResponse(body)(scope, receive, send)
         await self.app(scope, receive, send)
-
-    async def _read(self, read, tenant: str, object_id: str) -> dict:
-        return await self.inline.run(read, tenant, object_id)

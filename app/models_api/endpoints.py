@@ -192,8 +192,8 @@ async def predict(model_id: str, request: Request, session: DbSession, storage: 
             arrival.done()
             predictor, explained = await _explained(model_id, session, storage, settings,
                                                     tenant, inputs, options)
-            return _predictions(model_id, predictor.thresholds, explained,
-                                options["min_confidence"])
+            return predictions_response(model_id, predictor.thresholds, explained,
+                                        options["min_confidence"])
         if settings.model_server:
             arrival.done()  # this process batches nothing: the model server does
             ref, inputs = await run_in_threadpool(service.prepare_remote_predict, session,
@@ -201,18 +201,19 @@ async def predict(model_id: str, request: Request, session: DbSession, storage: 
             [answer] = await model_server.predict(settings, [ref], inputs, options["top_k"])
             record_model_cache(answer["hit"])
             observe_predict(time.perf_counter() - started)
-            return _predictions(model_id, answer["thresholds"], answer["predictions"],
-                                options["min_confidence"])
+            return predictions_response(model_id, answer["thresholds"],
+                                        answer["predictions"], options["min_confidence"])
         predictor, inputs, top_k = await run_in_threadpool(
             service.prepare_predict, session, storage, settings, tenant, model_id, inputs,
             options["top_k"])
         future = predictor.batcher.submit(inputs, top_k, arrival)
     predictions = await asyncio.wrap_future(future)
     observe_predict(time.perf_counter() - started)
-    return _predictions(model_id, predictor.thresholds, predictions, options["min_confidence"])
+    return predictions_response(model_id, predictor.thresholds, predictions,
+                                options["min_confidence"])
 
 
-def _predictions(model_id: str, thresholds: dict | None, predictions: list[dict],
+def predictions_response(model_id: str, thresholds: dict | None, predictions: list[dict],
                  min_confidence: float | None) -> JSONResponse:
     """The predict body: unsure ones marked (their label null, which the response model's
     exclude_none would otherwise drop)."""

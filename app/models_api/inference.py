@@ -531,10 +531,9 @@ class ModelCache:
 
     def get(self, key: str, path: Path | Callable[[], Path]) -> _Predictor:
         """The predictor for key, loaded from path (or path(), called only on a miss)."""
+        if (loaded := self.peek(key)) is not None:
+            return loaded
         with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._hit(True, self._items[key][0])
             load_lock = self._loading.setdefault(key, threading.Lock())
         with load_lock:
             with self._lock:

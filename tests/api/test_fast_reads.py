@@ -72,7 +72,7 @@ def test_a_failing_or_slow_database_sends_reads_to_the_thread_pool(monkeypatch):
 
     def attempt(reads, object_id):
         try:
-            return asyncio.run(reads._read(read, "default", object_id))
+            return asyncio.run(reads.inline.run(read, "default", object_id))
         except (ConnectionError, NotFound):
             return None
 
