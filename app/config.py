@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     explain_max_inputs: int = Field(default=32, ge=1)
     explain_default_steps: int = Field(default=16, ge=1)
     explain_max_steps: int = Field(default=128, ge=1)
+    # With a model server, explanations run there on one thread of their own (never the predict
+    # batcher's): it holds at most this many explain requests (running or waiting) before it
+    # refuses more (503 with Retry-After), and an explain waits at most explain_timeout_s for its
+    # answer (the wait for its turn, a model load and the gradients).
+    model_server_max_explains: int = Field(default=8, ge=1)
+    explain_timeout_s: float = Field(default=300.0, gt=0)
     # Precision of forward passes: "auto" = bf16 autocast on GPUs and CPUs (AMX) that compute it
     # natively, float32 elsewhere. Predict may also use fp16 (auto picks it on GPUs without bf16).
     inference_precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"

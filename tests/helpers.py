@@ -1,8 +1,10 @@
 """Helpers shared by the tests."""
+import asyncio
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,6 +63,41 @@ def uvicorn_server(**env: str) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def model_server_stats(path: Path) -> dict:
+    """What the model server on `path` reports (`stats`); OSError while it is down."""
+    from app.models_api import model_server  # (torch: only where a test asks)
+
+    return model_server.request_sync(str(path), {"op": "stats"})
+
+
+def wait_model_server(path: Path, timeout: float = 90) -> dict:
+    """The model server's stats, once it answers on `path`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            return model_server_stats(path)
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"model server on {path} did not start")
+
+
+@contextmanager
+def model_server_on_a_thread(server, path: Path) -> Iterator[tuple]:
+    """`server` (a ModelServer) listening on `path` on a thread's event loop: (the loop,
+    settings that point the API at it)."""
+    from app.models_api import model_server
+
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(model_server.serve(path, server))
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    try:
+        wait_model_server(path, 10)
+        yield loop, get_settings().model_copy(update={"model_server": str(path)})
+    finally:
+        loop.call_soon_threadsafe(task.cancel)
+        loop.call_soon_threadsafe(loop.stop)
 
 
 # How long a job may take by default: longer with object storage, where each resume checkpoint

@@ -168,12 +168,20 @@ async def _predict_request(request: Request, settings,
 
 
 async def _explained(model_id: str, session, storage, settings, tenant: str, inputs: list,
-                     options: dict) -> tuple[object, list[dict]]:
-    """(predictor, one prediction with its attributions per input), computed off the event loop."""
-    predictor, inputs, targets, steps, top_k = await run_in_threadpool(
+                     options: dict) -> dict:
+    """{method, thresholds, explanations: one prediction with its attributions per input}: on the
+    model's server when there is one (the checks stay here), else here, off the event loop."""
+    remote = bool(settings.model_server)
+    ref, inputs, steps = await run_in_threadpool(
         service.prepare_explain, session, storage, settings, tenant, model_id, inputs,
-        options.get("target"), options.get("steps"), options.get("top_k"))
-    return predictor, await run_in_threadpool(predictor.explain, inputs, targets, steps, top_k)
+        options.get("target"), options.get("steps"), decode=not remote)
+    if remote:  # not through the batcher there either: gradients, and a cost of their own
+        answer = await model_server.explain(settings, ref, inputs, options.get("target"), steps,
+                                            options.get("top_k"))
+        record_model_cache(answer["hit"])
+        return answer
+    return await run_in_threadpool(service.explain_in_process, storage, ref, inputs,
+                                   options.get("target"), steps, options.get("top_k"))
 
 
 @router.post("/{model_id}/predict", response_model=PredictOut, openapi_extra=_PREDICT_BODY,
@@ -190,10 +198,10 @@ async def predict(model_id: str, request: Request, session: DbSession, storage: 
         inputs, options = await _predict_request(request, settings)
         if options["explain"]:  # not through the batcher: gradients, and a cost of its own
             arrival.done()
-            predictor, explained = await _explained(model_id, session, storage, settings,
-                                                    tenant, inputs, options)
-            return predictions_response(model_id, predictor.thresholds, explained,
-                                        options["min_confidence"])
+            explained = await _explained(model_id, session, storage, settings, tenant, inputs,
+                                         options)
+            return predictions_response(model_id, explained["thresholds"],
+                                        explained["explanations"], options["min_confidence"])
         if settings.model_server:
             arrival.done()  # this process batches nothing: the model server does
             ref, inputs = await run_in_threadpool(service.prepare_remote_predict, session,
@@ -234,13 +242,13 @@ async def explain(model_id: str, request: Request, session: DbSession, storage: 
     `steps` of them, merged from tokens to the words of the text, with character offsets); for
     images a heatmap at the image's resolution (integrated gradients from a blurred copy). `target` picks the label to explain
     (default: each input's predicted label). At most ADAPT_EXPLAIN_MAX_INPUTS inputs and
-    ADAPT_EXPLAIN_MAX_STEPS steps; computed off the event loop."""
+    ADAPT_EXPLAIN_MAX_STEPS steps; computed off the event loop, on the model server when there
+    is one."""
     inputs, options = await _predict_request(request, settings, ExplainIn)
-    predictor, explained = await _explained(model_id, session, storage, settings, tenant,
-                                            inputs, options)
-    return {"object": "explanation", "model": model_id, "method": predictor.method,
+    explained = await _explained(model_id, session, storage, settings, tenant, inputs, options)
+    return {"object": "explanation", "model": model_id, "method": explained["method"],
             "steps": options.get("steps") or settings.explain_default_steps,
-            "explanations": explained}
+            "explanations": explained["explanations"]}
 
 
 @fanout_router.post("/predict", response_model=PredictManyOut, response_model_exclude_none=True,

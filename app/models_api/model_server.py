@@ -6,11 +6,16 @@ Transport: a Unix domain socket under the data dir; each frame is a 4-byte big-e
 a JSON object (image bytes travel base64-encoded). The API does every database and input check
 first; the server fetches the checkpoint through app.storage, as the API would, on a cache miss.
 A `predict` names one model (answered through its batcher); a `predict_many` names several on one
-base, answered with one backbone pass (app.models_api.inference.predict_many). A base model's
+base, answered with one backbone pass (app.models_api.inference.predict_many). An `explain`
+names one model and runs its integrated gradients on the server's cached model, on a thread of
+its own, one request at a time (never through the batcher: predict requests keep their forward
+passes while an explain runs); at most ADAPT_MODEL_SERVER_MAX_EXPLAINS wait or run, and one whose
+caller has given up by its turn is not run. A base model's
 models all go to one server (by a hash of the base's id), where they share its backbone; `stats`
 also reports the memory of every loaded backbone and model (for the API's /metrics). The server holds at
 most ADAPT_MODEL_SERVER_MAX_QUEUED inputs admitted but unanswered and refuses more (503 with
-Retry-After); a server that is down, or silent for ADAPT_PREDICT_TIMEOUT_S, is a 503 too."""
+Retry-After); a server that is down, or silent for ADAPT_PREDICT_TIMEOUT_S (an explain:
+ADAPT_EXPLAIN_TIMEOUT_S), is a 503 too."""
 import argparse
 import asyncio
 import base64
@@ -24,6 +29,8 @@ import sys
 import tempfile
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from app.config import Settings, get_settings
@@ -53,12 +60,18 @@ async def read_frame(reader: asyncio.StreamReader) -> dict:
 
 
 class ModelServer:
-    """Answers `predict`, `drop` and `stats` messages, one at a time per connection."""
+    """Answers `predict`, `explain`, `drop` and `stats` messages, one at a time per connection."""
 
-    def __init__(self, cache: ModelCache, max_queued: int, max_pixels: int = 25_000_000):
+    def __init__(self, cache: ModelCache, max_queued: int, max_pixels: int = 25_000_000,
+                 max_explains: int = 8):
         self.cache, self.max_queued, self.max_pixels = cache, max_queued, max_pixels
         self.queued = 0  # inputs admitted and not yet answered (all models)
         self.batches: OrderedDict[tuple[str, int], dict] = OrderedDict()  # the newest 256
+        self.max_explains, self.explains = max_explains, 0  # explain requests waiting or running
+        # One thread: an explain is a batch of forward and backward passes already, and the
+        # cores it does not take are left to the predict batchers.
+        self._explainer = ThreadPoolExecutor(1, thread_name_prefix="explain")
+        self._explain_turn = asyncio.Lock()  # the waiting ones, in order, on the event loop
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -67,24 +80,28 @@ class ModelServer:
                     message = await read_frame(reader)
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
-                writer.write(encode(await self.answer(message)))
+                writer.write(encode(await self.answer(message, gone=reader.at_eof)))
                 await writer.drain()
         except ConnectionError:
             pass  # the caller gave up (its timeout): nobody is left to answer
         finally:
             writer.close()
 
-    async def answer(self, message: dict) -> dict:
+    async def answer(self, message: dict, gone: Callable[[], bool] = lambda: False) -> dict:
+        """The reply to one message; gone() says whether its caller has hung up already."""
         op = message.get("op")
         if op in ("predict", "predict_many"):
             return await self.predict(message)
+        if op == "explain":
+            return await self.explain(message, gone)
         if op == "drop":
             for model_id in message.get("models", []):
                 self.cache.drop(model_id)
             return {"ok": True}
         if op == "stats":
             return {"ok": True, "pid": os.getpid(), "models": self.cache.keys(),
-                    "queued": self.queued, "batches": list(self.batches.values()),
+                    "queued": self.queued, "explains": self.explains,
+                    "batches": list(self.batches.values()),
                     "memory": loaded_memory(self.cache)}
         return {"ok": False, "error": "bad_request", "message": f"unknown op {op!r}"}
 
@@ -109,15 +126,42 @@ class ModelServer:
             results = await asyncio.gather(*(self._one(m, inputs, message.get("top_k"),
                                                        message.get("caller")) for m in models))
             return {"ok": True, "results": results}
-        except InvalidInput as exc:
-            return {"ok": False, "error": "invalid_input", "message": exc.message,
-                    "param": exc.param}
-        except Exception as exc:  # noqa: BLE001 — the API answers 503, the log keeps the cause
-            log.exception("predict failed")
-            return {"ok": False, "error": "failed", "retry_after": RETRY_AFTER_S,
-                    "message": f"The model server could not predict: {exc}"}
+        except Exception as exc:  # noqa: BLE001 — a reply either way (_failure)
+            return _failure(exc, "predict")
         finally:
             self.queued -= size
+
+    async def explain(self, message: dict, gone: Callable[[], bool]) -> dict:
+        """One explain request, on the explain thread once the ones before it are done."""
+        if self.explains >= self.max_explains:
+            return {"ok": False, "error": "overloaded", "retry_after": RETRY_AFTER_S,
+                    "message": f"The model server holds {self.explains} explain requests "
+                               f"(at most {self.max_explains}, ADAPT_MODEL_SERVER_MAX_EXPLAINS); "
+                               "retry shortly."}
+        self.explains += 1
+        try:
+            async with self._explain_turn:
+                if gone():  # its caller timed out while it waited: nobody wants the gradients
+                    return {"ok": False, "error": "gone", "message": "The caller hung up."}
+                loop = asyncio.get_running_loop()
+                return {"ok": True, **await loop.run_in_executor(self._explainer,
+                                                                 self._explain, message)}
+        except Exception as exc:  # noqa: BLE001 — a reply either way (_failure)
+            return _failure(exc, "explain")
+        finally:
+            self.explains -= 1
+
+    def _explain(self, message: dict) -> dict:
+        inputs = message["inputs"]
+        if message.get("kind") == "image":
+            inputs = self._decode(inputs)
+        model = message["model"]
+        predictor = self.cache.peek(model["id"])
+        hit = predictor is not None
+        if predictor is None:
+            predictor = self.cache.get(model["id"], _fetcher(model["storage_key"]))
+        return {**explained(predictor, inputs, message.get("target"), message["steps"],
+                            message.get("top_k")), "hit": hit}
 
     def _decode(self, encoded: list[str]) -> list:
         out = []
@@ -146,6 +190,28 @@ class ModelServer:
             self.batches.popitem(last=False)
         return {"id": model["id"], "predictions": predictions, "hit": hit, "batch": batch,
                 "thresholds": predictor.thresholds}
+
+
+def explained(predictor, inputs: list, target: str | None, steps: int,
+              top_k: int | None) -> dict:
+    """What an explain answers, wherever it runs (a model server, or the API process without
+    one): the method, the model's label thresholds, and each input's prediction with its
+    attributions toward `target` (None: its predicted label)."""
+    index = None if target is None else predictor.labels.index(target)
+    found = predictor.explain(inputs, [index] * len(inputs), steps,
+                              top_k or min(len(predictor.labels), 5))
+    return {"method": predictor.method, "thresholds": predictor.thresholds,
+            "explanations": found}
+
+
+def _failure(exc: Exception, what: str) -> dict:
+    """The reply for a request that raised: a bad input is the API's 422; anything else a 503,
+    its cause in this server's log."""
+    if isinstance(exc, InvalidInput):
+        return {"ok": False, "error": "invalid_input", "message": exc.message, "param": exc.param}
+    log.error("%s failed", what, exc_info=exc)
+    return {"ok": False, "error": "failed", "retry_after": RETRY_AFTER_S,
+            "message": f"The model server could not {what}: {exc}"}
 
 
 def _fetcher(storage_key: str):
@@ -178,7 +244,8 @@ def _route(model: dict) -> str:
     return model.get("base_model") or model["id"]
 
 
-async def call(address: str, message: dict, timeout_s: float) -> dict:
+async def call(address: str, message: dict, timeout_s: float,
+               timeout_setting: str = "ADAPT_PREDICT_TIMEOUT_S") -> dict:
     """One exchange on a fresh connection; a server that is down, dies mid-request or is silent
     past timeout_s raises Unavailable (503, Retry-After)."""
     try:
@@ -192,7 +259,7 @@ async def call(address: str, message: dict, timeout_s: float) -> dict:
                 writer.close()
     except TimeoutError:
         raise _unavailable(f"The model server did not answer within {timeout_s:g} s "
-                           "(ADAPT_PREDICT_TIMEOUT_S); retry shortly.") from None
+                           f"({timeout_setting}); retry shortly.") from None
     except (OSError, asyncio.IncompleteReadError, ValueError):
         raise _unavailable("The model server is unavailable (restarting); retry shortly.") \
             from None
@@ -206,12 +273,29 @@ async def predict(settings: Settings, models: list[dict], inputs: list, top_k: i
                   caller: str | None = None) -> list[dict]:
     """Per model ({id, storage_key}): its predictions, label thresholds, whether it was loaded
     already and the batch it ran in. Images go as their raw bytes."""
-    image = bool(inputs) and isinstance(inputs[0], bytes)
     message = {"op": "predict", "models": models, "top_k": top_k,
-               "caller": caller or str(os.getpid()), "kind": "image" if image else "text",
-               "inputs": [base64.b64encode(x).decode() for x in inputs] if image else inputs}
+               "caller": caller or str(os.getpid()), **_wire(inputs)}
     return _results(await call(address_for(settings, _route(models[0])), message,
                                settings.predict_timeout_s))
+
+
+def _wire(inputs: list) -> dict:
+    """The inputs as a message carries them: texts, or images as their raw bytes in base64 (the
+    server decodes them)."""
+    image = bool(inputs) and isinstance(inputs[0], bytes)
+    return {"kind": "image" if image else "text",
+            "inputs": [base64.b64encode(x).decode() for x in inputs] if image else inputs}
+
+
+async def explain(settings: Settings, model: dict, inputs: list, target: str | None, steps: int,
+                  top_k: int | None) -> dict:
+    """An explanation computed by the model's server ({id, storage_key, base_model}), as
+    explained() answers it (and whether the model was loaded already: `hit`). Images go as their
+    raw bytes; their heatmaps come back as the PNGs the API returns."""
+    message = {"op": "explain", "model": model, "target": target, "steps": steps,
+               "top_k": top_k, **_wire(inputs)}
+    return _answer(await call(address_for(settings, _route(model)), message,
+                              settings.explain_timeout_s, "ADAPT_EXPLAIN_TIMEOUT_S"))
 
 
 async def predict_many_remote(settings: Settings, models: list[dict], texts: list[str],
@@ -224,8 +308,13 @@ async def predict_many_remote(settings: Settings, models: list[dict], texts: lis
 
 
 def _results(reply: dict) -> list:
+    return _answer(reply)["results"]
+
+
+def _answer(reply: dict) -> dict:
+    """A reply that is ok, else its refusal raised as the API answers it (422 or 503)."""
     if reply.get("ok"):
-        return reply["results"]
+        return reply
     if reply.get("error") == "invalid_input":
         raise InvalidInput(reply["message"], param=reply.get("param"))
     code = "model_server_busy" if reply.get("error") == "overloaded" else "model_server_error"
@@ -307,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging()
     settings = get_settings()
     server = ModelServer(new_model_cache(), settings.model_server_max_queued,
-                         settings.max_image_pixels)
+                         settings.max_image_pixels, settings.model_server_max_explains)
     asyncio.run(serve(args.socket, server))
 
 

@@ -225,9 +225,10 @@ def prepare_predict_many(session: Session, settings: Settings, tenant: str, mode
 
 def prepare_explain(session: Session, storage: Storage, settings: Settings, tenant: str,
                     model_id: str, inputs: list, target: str | None, steps: int | None,
-                    top_k: int | None) -> tuple[object, list, list[int | None], int, int]:
-    """(loaded predictor, checked inputs, target index per input, steps, top_k) for an
-    explanation; every cap and mismatch is a 4xx before anything is loaded or computed."""
+                    decode: bool = True) -> tuple[dict, list, int]:
+    """({id, storage_key, base_model} of the model, checked inputs, steps) for an explanation:
+    texts, or decoded images (their bytes, without decode: a model server decodes them). Every
+    cap and mismatch is a 4xx here, in the API, before anything is loaded or computed."""
     model = get(session, tenant, model_id)
     if not inputs:
         raise InvalidInput("Send at least one input.", param="inputs")
@@ -243,15 +244,20 @@ def prepare_explain(session: Session, storage: Storage, settings: Settings, tena
         raise InvalidInput(f"target {target!r} is not a label of model {model.id}; its labels: "
                            f"{', '.join(model.labels)}.", param="target", code="unknown_label")
     _check_modality(model, inputs)
-    inputs = _check_inputs(model, inputs, settings)
+    inputs = _check_inputs(model, inputs, settings, decode)
     ckpt = repository.checkpoint_of(session, model)
     if ckpt is None or not storage.exists(f"{ckpt.storage_key}/adapt.json"):
         raise Conflict(f"Model {model.id} is not ready: its checkpoint's files are not in "
                        "place yet.", code="model_not_ready")
-    predictor = model_cache().get(model.id, lambda: storage.fetch(ckpt.storage_key))
-    index = None if target is None else predictor.labels.index(target)
-    return (predictor, inputs, [index] * len(inputs), steps or settings.explain_default_steps,
-            top_k or min(len(predictor.labels), 5))
+    return _ref(model, ckpt), inputs, steps or settings.explain_default_steps
+
+
+def explain_in_process(storage: Storage, ref: dict, inputs: list, target: str | None, steps: int,
+                       top_k: int | None) -> dict:
+    """The explanation (model_server.explained) computed here, with this process's model cache:
+    for an API without a model server."""
+    predictor = model_cache().get(ref["id"], lambda: storage.fetch(ref["storage_key"]))
+    return model_server.explained(predictor, inputs, target, steps, top_k)
 
 
 def _check_modality(model: Model, inputs: list) -> None:

@@ -19,7 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
-from helpers import ROOT, toy_csv, uvicorn_server, wait_for_job
+from helpers import (ROOT, model_server_on_a_thread, model_server_stats, toy_csv, uvicorn_server,
+                     wait_for_job, wait_model_server)
 
 from app import fast_predict, worker_pool
 from app.config import get_settings
@@ -31,20 +32,6 @@ from app.ratelimit import limiter
 
 TEXTS = ["great wonderful superb film", "awful boring dull film", "moving brilliant film",
          "tedious lifeless terrible film", "delightful film", "dull film"]
-
-
-def _stats(path: Path) -> dict:
-    return model_server.request_sync(str(path), {"op": "stats"})
-
-
-def _wait_ready(path: Path, timeout: float = 90) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            return _stats(path)
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"model server on {path} did not start")
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +56,7 @@ def served(tmp_path_factory):
                                                    {"ADAPT_PREDICT_MAX_WAIT_MS": "300"}),
                             model_server.command(path), name="model server")
     try:
-        _wait_ready(path)
+        wait_model_server(path)
         env = {"ADAPT_MODEL_SERVER": str(path), "ADAPT_PREDICT_TIMEOUT_S": "3"}
         with uvicorn_server(**env) as api_a, uvicorn_server(**env) as api_b:
             yield path, kept, api_a, api_b
@@ -96,7 +83,7 @@ def test_two_api_processes_get_in_process_results_from_shared_batches(client, tr
         assert [p["label"] for p in got] == [p["label"] for p in want]
         assert [p["score"] for p in got] == pytest.approx([p["score"] for p in want], abs=1e-5)
         assert [p["unsure"] for p in got] == [p["unsure"] for p in want]
-    batches = [b for b in _stats(path)["batches"] if b["model"] == model]
+    batches = [b for b in model_server_stats(path)["batches"] if b["model"] == model]
     assert sum(b["requests"] for b in batches) >= 32
     assert any(len(b["callers"]) == 2 for b in batches), batches  # both API processes in one
 
@@ -125,7 +112,7 @@ def test_a_fan_out_runs_on_the_server_with_one_backbone_and_metrics_show_its_mem
         assert [p["label"] for p in got["predictions"]] == [p["label"] for p in want["predictions"]]
         assert [p["score"] for p in got["predictions"]] == pytest.approx(
             [p["score"] for p in want["predictions"]], abs=1e-5)
-    backbones, own = _stats(path)["memory"]
+    backbones, own = model_server_stats(path)["memory"]
     kinds = {labels["model"]: labels["kind"] for labels, _ in own}
     assert kinds[models[0]] == kinds[models[1]] == "head"
     heads = [n for labels, n in own if labels["model"] in models]
@@ -139,7 +126,7 @@ def test_a_stuck_or_killed_server_is_a_503_with_retry_after_then_works_again(tra
     path, kept, api_a, _ = served
     url = f"{api_a}/v1/models/{trained['id']}/predict"
     assert httpx.post(url, json={"inputs": TEXTS[:1]}, timeout=30).status_code == 200
-    pid = _stats(path)["pid"]
+    pid = model_server_stats(path)["pid"]
     os.kill(pid, signal.SIGSTOP)  # in flight and never answered: the API's timeout (3 s) ends it
     try:
         res = httpx.post(url, json={"inputs": TEXTS[:1]}, timeout=30)
@@ -156,21 +143,21 @@ def test_a_stuck_or_killed_server_is_a_503_with_retry_after_then_works_again(tra
             os.kill(pid, signal.SIGKILL)
     res = httpx.post(url, json={"inputs": TEXTS[:1]}, timeout=30)  # dead, not yet restarted
     assert res.status_code == 503 and res.headers["Retry-After"], res.text
-    assert _wait_ready(path)["pid"] != pid
+    assert wait_model_server(path)["pid"] != pid
     res = httpx.post(url, json={"inputs": TEXTS[:1]}, timeout=30)
     assert res.status_code == 200, res.text
 
 
 def test_deleting_a_model_unloads_it_from_the_server(client, trained, served):
     path, _, api_a, _ = served
-    _wait_ready(path)  # (restarted by the test before)
+    wait_model_server(path)  # (restarted by the test before)
     copy = client.post("/v1/models", json={"checkpoint": trained["checkpoint"]}).json()
     res = httpx.post(f"{api_a}/v1/models/{copy['id']}/predict", json={"inputs": TEXTS[:2]},
                      timeout=30)
     assert res.status_code == 200, res.text
-    assert copy["id"] in _stats(path)["models"]
+    assert copy["id"] in model_server_stats(path)["models"]
     assert httpx.delete(f"{api_a}/v1/models/{copy['id']}", timeout=30).status_code == 200
-    assert copy["id"] not in _stats(path)["models"]
+    assert copy["id"] not in model_server_stats(path)["models"]
 
 
 def test_adapt_serve_runs_a_model_server_its_api_workers_share(trained, environment):
@@ -193,7 +180,7 @@ def test_adapt_serve_runs_a_model_server_its_api_workers_share(trained, environm
         res = httpx.post(f"{base}/v1/models/{trained['id']}/predict", json={"inputs": TEXTS},
                          timeout=60)
         assert res.status_code == 200, res.text
-        stats = _stats(path)
+        stats = model_server_stats(path)
         assert trained["id"] in stats["models"]
     finally:
         proc.terminate()
@@ -228,15 +215,9 @@ def fake_server(tmp_path):
     release = threading.Event()
     server = model_server.ModelServer(ModelCache(2, load=lambda _: _Blocking(release)),
                                       max_queued=4)
-    path = tmp_path / "q.sock"
-    loop = asyncio.new_event_loop()
-    task = loop.create_task(model_server.serve(path, server))
-    threading.Thread(target=loop.run_forever, daemon=True).start()
-    _wait_ready(path, 10)
-    yield server, loop, get_settings().model_copy(update={"model_server": str(path)}), release
-    release.set()
-    loop.call_soon_threadsafe(task.cancel)
-    loop.call_soon_threadsafe(loop.stop)
+    with model_server_on_a_thread(server, tmp_path / "q.sock") as (loop, settings):
+        yield server, loop, settings, release
+        release.set()
 
 
 def test_image_bytes_are_decoded_by_the_server_and_a_broken_one_is_a_422(fake_server):
@@ -305,7 +286,7 @@ def via_server(served, monkeypatch):
     """This process's API sends predict to the served model server; the lean path's lookups are
     counted."""
     path = served[0]
-    _wait_ready(path)  # (restarted by a test before)
+    wait_model_server(path)  # (restarted by a test before)
     monkeypatch.setattr(get_settings(), "model_server", str(path))
     looked_up = []
     real = fast_predict.service.read_remote_predict
