@@ -1,6 +1,7 @@
 """The model server (app.models_api.model_server) behind real API processes: the same predictions
 as in-process predict, requests of two API processes batched together, a killed or stuck server
-is a 503 with Retry-After (never a hang) and works again once restarted, a full queue refuses with
+is a 503 with Retry-After (never a hang; while its keeper waits to start a crashing one again,
+the Retry-After is that wait) and works again once restarted, a full queue refuses with
 Retry-After, and a deleted model leaves the server's cache."""
 import asyncio
 import contextlib
@@ -159,6 +160,29 @@ def test_a_stuck_or_killed_server_is_a_503_with_retry_after_then_works_again(tra
     assert _wait_ready(path)["pid"] != pid
     res = httpx.post(url, json={"inputs": TEXTS[:1]}, timeout=30)
     assert res.status_code == 200, res.text
+
+
+def test_while_a_crashing_server_waits_to_start_again_retry_after_says_how_long(tmp_path):
+    """Its keeper backs off (app.worker_pool.Kept): a caller is told the wait, not "1 s" while
+    the server is down for longer."""
+    path = tmp_path / "crashing.sock"
+    kept = worker_pool.Kept(worker_pool.WorkerSpec("model-server", 0), ["sh", "-c", "exit 3"],
+                            restart_delay_s=5, down_file=model_server.down_file(path),
+                            name="model server")
+    try:
+        deadline = time.time() + 30
+        while not model_server.down_file(path).exists() and time.time() < deadline:
+            time.sleep(0.02)
+        with pytest.raises(Unavailable) as down:
+            asyncio.run(model_server.call(str(path), {"op": "stats"}, 5))
+    finally:
+        kept.stop()
+    assert down.value.status == 503 and down.value.code == "model_server_unavailable"
+    assert 3 <= int(down.value.headers["Retry-After"]) <= 5
+    assert "next start in" in down.value.message
+    with pytest.raises(Unavailable) as gone:  # nothing pending: the usual short retry
+        asyncio.run(model_server.call(str(path), {"op": "stats"}, 5))
+    assert gone.value.headers["Retry-After"] == "1"
 
 
 def test_deleting_a_model_unloads_it_from_the_server(client, trained, served):
