@@ -9,6 +9,8 @@ adapt.json's `sharing` of a checkpoint:
 - lora models: {"kind": "lora", "base_fingerprint": F, "adapter": "adapter"}, F the fingerprint of
   the base encoder the adapter was trained on; adapter/ is peft's own adapter directory
   (adapter_model.safetensors + adapter_config.json). model.safetensors stays merged.
+Models share a loaded encoder when F and their tokenizer files (tokenizer_fingerprint, hashed at
+load) are equal: one encoder pass serves texts tokenized once.
 """
 import contextlib
 import hashlib
@@ -58,6 +60,33 @@ def file_fingerprint(weights_file: Path, prefix: str = "encoder.") -> str:
                 piece = f.read(min(end - begin, 16 << 20))
                 h.update(piece)
                 begin += len(piece)
+    return h.hexdigest()
+
+
+# The files a tokenizer is saved as (transformers' save_pretrained, whichever it writes).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model",
+                   "sentencepiece.bpe.model", "tokenizer.model")
+# tokenizer_config.json keys that say where the files were read from, not how they tokenize.
+_WHERE_FROM = ("name_or_path", "is_local", "local_files_only", "_commit_hash", "tokenizer_file")
+
+
+def tokenizer_fingerprint(model_dir: Path) -> str:
+    """A hash of the tokenizer files in model_dir (tokenizer_config.json without the keys that
+    only say where it was loaded from): models on one encoder share its tokenizer only when
+    these are equal. Read from the files (a few MiB), not recorded at export: it holds for
+    checkpoints older than it, and for files changed since."""
+    h = hashlib.blake2b(digest_size=16)
+    for name in TOKENIZER_FILES:
+        path = Path(model_dir) / name
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if name == "tokenizer_config.json":
+            config = {k: v for k, v in json.loads(data).items() if k not in _WHERE_FROM}
+            data = json.dumps(config, sort_keys=True).encode()
+        h.update(f"{name}|{len(data)}|".encode())
+        h.update(data)
     return h.hexdigest()
 
 

@@ -1,7 +1,8 @@
 """Fine-tuned models kept loaded in the API process: a memory-bounded LRU cache that loads each
 model once, and a micro-batcher per model that runs the forward passes off the event loop.
-`head` and `lora` text models share their base encoder (a Backbone, loaded once; app.ml.sharing)
-and its batcher; predict_many() asks several models on one base in one encoder pass."""
+`head` and `lora` text models with equal encoder weights and tokenizer files share that encoder
+(a Backbone, loaded once; app.ml.sharing) and its batcher; predict_many() asks several models on
+one base in one encoder pass."""
 import base64
 import io
 import json
@@ -169,9 +170,16 @@ class NotShareable(Exception):
     """The checkpoint's record does not hold for its files: it loads as a whole copy."""
 
 
+def backbone_key(weights: str, tokenizer: str, device: str) -> str:
+    """What models must have alike to share a backbone: its weights' fingerprint, its
+    tokenizer files' (texts are tokenized once for all of them), and the device."""
+    return f"{weights}:{tokenizer}@{device}"
+
+
 class Backbone:
-    """One encoder (and its tokenizer) in memory, shared by every loaded model on it; `exact`:
-    loaded as saved (a head model's), not rebuilt from a LoRA model's merged weights."""
+    """One encoder (and its tokenizer) in memory, shared by every loaded model on it (key:
+    backbone_key); `exact`: loaded as saved (a head model's), not rebuilt from a LoRA model's
+    merged weights."""
 
     def __init__(self, key: str, encoder: torch.nn.Module, tokenizer, base_model: str, exact: bool):
         self.key, self.encoder, self.tokenizer = key, encoder.eval(), tokenizer
@@ -193,6 +201,12 @@ class Backbone:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size()
                    for t in (*self.encoder.parameters(), *self.encoder.buffers()))
+
+    def labels(self) -> dict[str, str]:
+        """/metrics' labels: its base, its weights' and its tokenizer's fingerprints (short)."""
+        weights, _, tokenizer = self.key.split("@")[0].partition(":")
+        return {"base_model": self.base_model, "fingerprint": weights[:12],
+                "tokenizer": tokenizer[:12]}
 
     def restore(self, weights: Path) -> None:
         """Overwrite rebuilt weights in place with a head model's exact ones (every user sees
@@ -258,17 +272,18 @@ class SharedPredictor(Predictor):
         info, weights = self.meta["sharing"], ckpt_dir / WEIGHTS_FILE
         self.backbones = backbones if backbones is not None else _backbones
         self.delta, self.kind = None, info["kind"]
+        tokenizer = sharing.tokenizer_fingerprint(ckpt_dir)
         if info["kind"] == "head":
-            key = info["encoder_fingerprint"]
-            if sharing.file_fingerprint(weights) != key:
+            if sharing.file_fingerprint(weights) != info["encoder_fingerprint"]:
                 raise NotShareable(f"{ckpt_dir}: its encoder is not the one recorded")
-            self.backbone = self.backbones.acquire(f"{key}@{device}", lambda: Backbone(
-                f"{key}@{device}", _encoder_from(ckpt_dir, config, device),
-                load_tokenizer(ckpt_dir), _base_name(config), exact=True))
+            key = backbone_key(info["encoder_fingerprint"], tokenizer, device)
+            self.backbone = self.backbones.acquire(key, lambda: Backbone(
+                key, _encoder_from(ckpt_dir, config, device), load_tokenizer(ckpt_dir),
+                _base_name(config), exact=True))
             if not self.backbone.exact:
                 self.backbone.restore(weights)
         elif info["kind"] == "lora":
-            key = info["base_fingerprint"]
+            key = backbone_key(info["base_fingerprint"], tokenizer, device)
             self.delta = sharing.load_adapter(ckpt_dir / info["adapter"]).to(device)
 
             built = []
@@ -277,9 +292,9 @@ class SharedPredictor(Predictor):
                 encoder = _encoder_from(ckpt_dir, config, device)
                 sharing.unmerge(encoder, self.delta)
                 built.append(encoder)
-                return Backbone(f"{key}@{device}", encoder, load_tokenizer(ckpt_dir),
-                                _base_name(config), exact=False)
-            self.backbone = self.backbones.acquire(f"{key}@{device}", rebuilt)
+                return Backbone(key, encoder, load_tokenizer(ckpt_dir), _base_name(config),
+                                exact=False)
+            self.backbone = self.backbones.acquire(key, rebuilt)
             if not built and not sharing.is_base_of(weights, self.backbone.encoder, self.delta):
                 self.backbones.release(self.backbone)
                 raise NotShareable(f"{ckpt_dir}: its weights less its adapter are not the base")
@@ -644,8 +659,7 @@ def loaded_memory(cache: ModelCache | None) -> tuple[list[tuple[dict, int]], lis
         return [], []
     items = cache.loaded()
     backbones = {id(b): b for _, p, _ in items if (b := getattr(p, "backbone", None)) is not None}
-    return ([({"base_model": b.base_model, "fingerprint": b.key.split("@")[0][:12]}, b.nbytes())
-             for b in backbones.values()],
+    return ([(b.labels(), b.nbytes()) for b in backbones.values()],
             [({"model": key, "kind": getattr(p, "kind", "whole")}, n) for key, p, n in items])
 
 

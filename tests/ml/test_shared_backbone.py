@@ -1,6 +1,6 @@
 """Parameter sharing on the tiny model: head models load one backbone and add only their head,
 LoRA models only their adapter; shared predictions equal the whole copies', and a mixed-adapter
-batch equals each model run on its own."""
+batch equals each model run on its own. Models whose tokenizers differ do not share."""
 import json
 import shutil
 
@@ -68,6 +68,46 @@ def test_head_models_share_one_backbone_and_add_only_their_head(trained, tmp_pat
     assert one == Predictor(trained["head"]).nbytes()  # the backbone and one head: one model
     cache.clear()
     assert shared.loaded() == []  # the last model gone, its backbone goes too
+
+
+def other_tokenizer(src, dst):
+    """A copy of a checkpoint whose tokenizer gives two words each other's ids: the same encoder
+    weights, another tokenization (as a base whose tokenizer files were changed)."""
+    shutil.copytree(src, dst)
+    tok = json.loads((dst / "tokenizer.json").read_text())
+    vocab = tok["model"]["vocab"]
+    vocab["superb"], vocab["dull"] = vocab["dull"], vocab["superb"]
+    (dst / "tokenizer.json").write_text(json.dumps(tok))
+    return dst
+
+
+def test_models_on_one_encoder_with_different_tokenizers_share_nothing(trained, tmp_path):
+    backbones = Backbones()
+    own = load_predictor(trained["head"], backbones=backbones)
+    other_path = other_tokenizer(trained["head"], tmp_path / "other")
+    other = load_predictor(other_path, backbones=backbones)
+    assert isinstance(other, SharedPredictor) and other.backbone is not own.backbone
+    assert len(backbones.loaded()) == 2
+    together = run_many([own, other], TEXTS, top_k=2)
+    with torch.inference_mode():
+        alone = [Predictor(p).probabilities(TEXTS) for p in (trained["head"], other_path)]
+        assert not torch.allclose(alone[0], alone[1], atol=1e-3)  # the tokenizers do differ
+        for model, want, fanned in zip((own, other), alone, together, strict=True):
+            assert torch.allclose(model.probabilities(TEXTS), want, atol=1e-5)
+            assert [p["score"] for p in fanned] == pytest.approx(
+                want.max(-1).values.tolist(), abs=1e-5)
+
+
+def test_tokenizer_files_saved_from_elsewhere_still_share(trained, tmp_path):
+    """tokenizer_config.json's keys that only say where it was read from do not count."""
+    path = other_head(trained["head"], tmp_path / "moved", 5)
+    config = json.loads((path / "tokenizer_config.json").read_text())
+    config |= {"is_local": not config.get("is_local", True), "name_or_path": "/elsewhere"}
+    (path / "tokenizer_config.json").write_text(json.dumps(config, indent=4))
+    backbones = Backbones()
+    first = load_predictor(trained["head"], backbones=backbones)
+    assert load_predictor(path, backbones=backbones).backbone is first.backbone
+    assert sharing.tokenizer_fingerprint(path) == sharing.tokenizer_fingerprint(trained["head"])
 
 
 def test_a_tampered_encoder_loads_as_a_whole_copy(trained, tmp_path):
