@@ -1,7 +1,7 @@
-"""Parameter sharing between text models on one base: what export records so that a server can
-load the base encoder once, and the per-row LoRA deltas that let one forward pass of the shared
-encoder serve rows of different adapters (base output + B·A·x for the rows of each adapter, as
-multi-LoRA servers do).
+"""Parameter sharing between models on one base: what export records so that a server can
+load the base encoder (or an image network without its head) once, and the per-row LoRA deltas
+that let one forward pass of the shared encoder serve rows of different adapters (base output +
+B·A·x for the rows of each adapter, as multi-LoRA servers do).
 
 adapt.json's `sharing` of a checkpoint:
 - head models: {"kind": "head", "encoder_fingerprint": F}, F the fingerprint of the exported
@@ -9,8 +9,10 @@ adapt.json's `sharing` of a checkpoint:
 - lora models: {"kind": "lora", "base_fingerprint": F, "adapter": "adapter"}, F the fingerprint of
   the base encoder the adapter was trained on; adapter/ is peft's own adapter directory
   (adapter_model.safetensors + adapter_config.json). model.safetensors stays merged.
-Models share a loaded encoder when F and their tokenizer files (tokenizer_fingerprint, hashed at
-load) are equal: one encoder pass serves texts tokenized once.
+- image head models: {"kind": "head", "encoder_fingerprint": F}, F the fingerprint of every
+  tensor but the head's (app.ml.vision.backbone_fingerprint).
+Text models share a loaded encoder when F and their tokenizer files (tokenizer_fingerprint,
+hashed at load) are equal: one encoder pass serves texts tokenized once.
 """
 import contextlib
 import hashlib
@@ -43,15 +45,18 @@ def fingerprint(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def file_fingerprint(weights_file: Path, prefix: str = "encoder.") -> str:
-    """fingerprint() of a safetensors file's tensors under prefix (names without it), hashed from
-    the file's bytes as they lie: no tensor is built, memory stays flat however many load."""
+def file_fingerprint(weights_file: Path, prefix: str = "encoder.",
+                     exclude: str | None = None) -> str:
+    """fingerprint() of a safetensors file's tensors under prefix (names without it), but for
+    those under `exclude`, hashed from the file's bytes as they lie: no tensor is built, memory
+    stays flat however many load."""
     h = hashlib.blake2b(digest_size=16)
     with open(weights_file, "rb") as f:
         size = int.from_bytes(f.read(8), "little")
         header = json.loads(f.read(size))
         start = 8 + size
-        for key in sorted(k for k in header if k.startswith(prefix)):
+        for key in sorted(k for k in header if k.startswith(prefix) and k != "__metadata__"
+                          and not (exclude and k.startswith(exclude))):
             entry = header[key]
             h.update(f"{key.removeprefix(prefix)}|{entry['dtype']}|{entry['shape']}|".encode())
             begin, end = entry["data_offsets"]
