@@ -227,19 +227,25 @@ async def predict(settings: Settings, models: list[dict], inputs: list, top_k: i
                   caller: str | None = None) -> list[dict]:
     """Per model ({id, storage_key}): its predictions, label thresholds, whether it was loaded
     already and the batch it ran in. Images go as their raw bytes."""
-    image = bool(inputs) and isinstance(inputs[0], bytes)
     message = {"op": "predict", "models": models, "top_k": top_k,
-               "caller": caller or str(os.getpid()), "kind": "image" if image else "text",
-               "inputs": [base64.b64encode(x).decode() for x in inputs] if image else inputs}
+               "caller": caller or str(os.getpid()), **_inputs(inputs)}
     return _results(await call(address_for(settings, _route(models[0])), message,
                                settings.predict_timeout_s))
 
 
-async def predict_many_remote(settings: Settings, models: list[dict], texts: list[str],
+def _inputs(inputs: list) -> dict:
+    """A message's inputs: texts as they are, images (their bytes) base64-encoded."""
+    if inputs and isinstance(inputs[0], bytes):
+        return {"kind": "image", "inputs": [base64.b64encode(x).decode() for x in inputs]}
+    return {"kind": "text", "inputs": inputs}
+
+
+async def predict_many_remote(settings: Settings, models: list[dict], inputs: list,
                               top_k: int | None, min_confidence: float | None) -> list[list[dict]]:
-    """A fan-out (models on one base) answered by the base's server in one backbone pass."""
-    message = {"op": "predict_many", "models": models, "inputs": texts, "top_k": top_k,
-               "min_confidence": min_confidence, "kind": "text"}
+    """A fan-out (models on one base: texts, or image bytes) answered by the base's server in
+    one backbone pass."""
+    message = {"op": "predict_many", "models": models, "top_k": top_k,
+               "min_confidence": min_confidence, **_inputs(inputs)}
     return _results(await call(address_for(settings, _route(models[0])), message,
                                settings.predict_timeout_s))
 
