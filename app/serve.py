@@ -51,14 +51,16 @@ def worker_plan(gpus: str | None) -> list[worker_pool.WorkerSpec]:
 def start_model_servers(wait_s: float = 60.0) -> list[worker_pool.Kept]:
     """One model server per device, kept running, each on its socket under the data dir; the
     API processes (this one and uvicorn's workers) find them in ADAPT_MODEL_SERVER. Waits until
-    their sockets are there (a restart later is a short 503 to the requests it meets)."""
+    their sockets are there (a restart later is a 503 to the requests it meets, whose Retry-After
+    says when the server starts again: a server that keeps crashing is started less often)."""
     settings = get_settings()
     planned = model_server.plan(settings.data_dir, worker_pool.visible_gpus(),
                                 settings.worker_device)
     for path, _ in planned:
         path.unlink(missing_ok=True)  # left by a server that was killed: not ready yet
     servers = [worker_pool.Kept(worker_pool.WorkerSpec("model-server", 0, env),
-                                model_server.command(path), name="model server")
+                                model_server.command(path), name="model server",
+                                down_file=model_server.down_file(path))
                for path, env in planned]
     settings.model_server = os.environ["ADAPT_MODEL_SERVER"] = \
         ",".join(str(path) for path, _ in planned)

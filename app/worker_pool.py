@@ -4,6 +4,7 @@
 environment it needs and the queues it consumes (app.queue.worker_queues); `supervise` runs them
 and passes SIGTERM on, so each checkpoints its running job before the whole stops."""
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from app.queue import worker_queues
 
@@ -137,29 +139,64 @@ def supervise(specs: list[WorkerSpec], command: Callable[[WorkerSpec], list[str]
 
 class Kept:
     """One process kept running by a thread (next to the API, which has the main thread): started
-    again restart_delay_s after it exits on its own, until stop()."""
+    again after it exits on its own, until stop(). A process that keeps dying within stable_s of
+    its start waits longer each time (restart_delay_s, doubling up to max_delay_s); one that
+    stayed up that long waits restart_delay_s again. While it waits, down_file (when given) holds
+    the wall-clock time of its next start (app.models_api.model_server reads it for Retry-After)."""
 
     def __init__(self, spec: WorkerSpec, command: list[str], restart_delay_s: float = 0.5,
-                 name: str = "process"):
+                 name: str = "process", max_delay_s: float = 30.0, stable_s: float = 60.0,
+                 down_file: Path | None = None):
         self.spec, self.command, self.restart_delay_s, self.name = \
             spec, command, restart_delay_s, name
+        self.max_delay_s, self.stable_s, self.down_file = max_delay_s, stable_s, down_file
+        self._quick_exits = 0  # exits in a row, each within stable_s of its start
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self.proc = start(spec, command, start_new_session=True)
+        self._start()
         self._thread = threading.Thread(target=self._watch, name=f"keep-{name}", daemon=True)
         self._thread.start()
+
+    def _start(self) -> None:
+        if self.down_file is not None:
+            self.down_file.unlink(missing_ok=True)
+        self.started = time.monotonic()
+        self.proc = start(self.spec, self.command, start_new_session=True)
+
+    def _next_delay(self, uptime_s: float) -> float:
+        """The wait before starting again a process that exited after uptime_s."""
+        if uptime_s >= self.stable_s:
+            self._quick_exits = 0
+        delay = min(self.restart_delay_s * 2 ** self._quick_exits, self.max_delay_s)
+        self._quick_exits = min(self._quick_exits + 1, 32)  # bounded: 2 ** n stays a float
+        return delay
 
     def _watch(self) -> None:
         while not self._stopping.wait(0.1):
             if self.proc.poll() is None:
                 continue
-            log.warning("%s %d exited (%s); starting it again", self.name, self.proc.pid,
-                        self.proc.returncode)
-            if self._stopping.wait(self.restart_delay_s):
+            uptime = time.monotonic() - self.started
+            delay = self._next_delay(uptime)
+            log.warning("%s %d exited (%s) after %.1f s; starting it again in %.1f s", self.name,
+                        self.proc.pid, self.proc.returncode, uptime, delay)
+            self._announce(delay)
+            if self._stopping.wait(delay):
                 return
             with self._lock:
                 if not self._stopping.is_set():
-                    self.proc = start(self.spec, self.command, start_new_session=True)
+                    self._start()
+
+    def _announce(self, delay: float) -> None:
+        """down_file ← when the next start is due (written whole: readers never see half)."""
+        if self.down_file is None:
+            return
+        part = self.down_file.with_name(f"{self.down_file.name}.part")
+        try:
+            part.parent.mkdir(parents=True, exist_ok=True)
+            part.write_text(json.dumps({"restart_at": time.time() + delay, "delay_s": delay}))
+            os.replace(part, self.down_file)
+        except OSError as exc:  # callers then hear the default Retry-After; keep watching
+            log.warning("%s: could not write %s: %s", self.name, self.down_file, exc)
 
     def stop(self, timeout: float = 10) -> None:
         """SIGTERM (SIGKILL past timeout), and no restart."""
@@ -172,3 +209,5 @@ class Kept:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self._thread.join(timeout=timeout)
+        if self.down_file is not None:
+            self.down_file.unlink(missing_ok=True)

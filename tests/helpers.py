@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from app.db import session_scope
 from app.keys import service as keys
 
 ROOT = Path(__file__).resolve().parent.parent
+DIGITS = ROOT / "tests" / "fixtures" / "digits"
 
 
 @contextmanager
@@ -197,3 +199,28 @@ def restart_redis() -> None:
 
 def events_of(client, job_id: str) -> list[dict]:
     return client.get(f"/v1/jobs/{job_id}/events").json()["data"]
+
+
+def digit_images(n: int = 6) -> list[bytes]:
+    """n held-out digit images (PNG bytes), spread over the classes."""
+    with zipfile.ZipFile(DIGITS / "digits-heldout.zip") as zf:
+        return [zf.read(name) for name in sorted(zf.namelist())[::37][:n]]
+
+
+def train_digits(client, methods: list[tuple[str, int]]) -> list[str]:
+    """Models of MobileNetV2 (ImageNet) trained for one epoch at 32 px on the digits, one per
+    (method, seed): seconds each."""
+    ds = client.post("/v1/datasets", files={"file": (
+        "digits.zip", (DIGITS / "digits-train.zip").read_bytes())}).json()["id"]
+    jobs = []
+    for method, seed in methods:
+        hp = {"epochs": 1, "image_size": 32, "learning_rate": 3e-3,
+              **({"unfreeze_layers": 1} if method == "partial" else {})}
+        res = client.post("/v1/jobs", json={"base_model": "mobilenet-v2-imagenet", "seed": seed,
+                                            "training_dataset": ds, "method": method,
+                                            "hyperparameters": hp})
+        assert res.status_code == 201, res.text
+        jobs.append(res.json()["id"])
+    done = [wait_for_job(client, job, timeout=600) for job in jobs]
+    assert all(job["status"] == "succeeded" for job in done), [j["error"] for j in done]
+    return [job["model"] for job in done]

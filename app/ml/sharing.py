@@ -1,7 +1,7 @@
-"""Parameter sharing between text models on one base: what export records so that a server can
-load the base encoder once, and the per-row LoRA deltas that let one forward pass of the shared
-encoder serve rows of different adapters (base output + B·A·x for the rows of each adapter, as
-multi-LoRA servers do).
+"""Parameter sharing between models on one base: what export records so that a server can
+load the base encoder (or an image network without its head) once, and the per-row LoRA deltas
+that let one forward pass of the shared encoder serve rows of different adapters (base output +
+B·A·x for the rows of each adapter, as multi-LoRA servers do).
 
 adapt.json's `sharing` of a checkpoint:
 - head models: {"kind": "head", "encoder_fingerprint": F}, F the fingerprint of the exported
@@ -9,6 +9,10 @@ adapt.json's `sharing` of a checkpoint:
 - lora models: {"kind": "lora", "base_fingerprint": F, "adapter": "adapter"}, F the fingerprint of
   the base encoder the adapter was trained on; adapter/ is peft's own adapter directory
   (adapter_model.safetensors + adapter_config.json). model.safetensors stays merged.
+- image head models: {"kind": "head", "encoder_fingerprint": F}, F the fingerprint of every
+  tensor but the head's (app.ml.vision.backbone_fingerprint).
+Text models share a loaded encoder when F and their tokenizer files (tokenizer_fingerprint,
+hashed at load) are equal: one encoder pass serves texts tokenized once.
 """
 import contextlib
 import hashlib
@@ -41,15 +45,18 @@ def fingerprint(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def file_fingerprint(weights_file: Path, prefix: str = "encoder.") -> str:
-    """fingerprint() of a safetensors file's tensors under prefix (names without it), hashed from
-    the file's bytes as they lie: no tensor is built, memory stays flat however many load."""
+def file_fingerprint(weights_file: Path, prefix: str = "encoder.",
+                     exclude: str | None = None) -> str:
+    """fingerprint() of a safetensors file's tensors under prefix (names without it), but for
+    those under `exclude`, hashed from the file's bytes as they lie: no tensor is built, memory
+    stays flat however many load."""
     h = hashlib.blake2b(digest_size=16)
     with open(weights_file, "rb") as f:
         size = int.from_bytes(f.read(8), "little")
         header = json.loads(f.read(size))
         start = 8 + size
-        for key in sorted(k for k in header if k.startswith(prefix)):
+        for key in sorted(k for k in header if k.startswith(prefix) and k != "__metadata__"
+                          and not (exclude and k.startswith(exclude))):
             entry = header[key]
             h.update(f"{key.removeprefix(prefix)}|{entry['dtype']}|{entry['shape']}|".encode())
             begin, end = entry["data_offsets"]
@@ -58,6 +65,33 @@ def file_fingerprint(weights_file: Path, prefix: str = "encoder.") -> str:
                 piece = f.read(min(end - begin, 16 << 20))
                 h.update(piece)
                 begin += len(piece)
+    return h.hexdigest()
+
+
+# The files a tokenizer is saved as (transformers' save_pretrained, whichever it writes).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model",
+                   "sentencepiece.bpe.model", "tokenizer.model")
+# tokenizer_config.json keys that say where the files were read from, not how they tokenize.
+_WHERE_FROM = ("name_or_path", "is_local", "local_files_only", "_commit_hash", "tokenizer_file")
+
+
+def tokenizer_fingerprint(model_dir: Path) -> str:
+    """A hash of the tokenizer files in model_dir (tokenizer_config.json without the keys that
+    only say where it was loaded from): models on one encoder share its tokenizer only when
+    these are equal. Read from the files (a few MiB), not recorded at export: it holds for
+    checkpoints older than it, and for files changed since."""
+    h = hashlib.blake2b(digest_size=16)
+    for name in TOKENIZER_FILES:
+        path = Path(model_dir) / name
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if name == "tokenizer_config.json":
+            config = {k: v for k, v in json.loads(data).items() if k not in _WHERE_FROM}
+            data = json.dumps(config, sort_keys=True).encode()
+        h.update(f"{name}|{len(data)}|".encode())
+        h.update(data)
     return h.hexdigest()
 
 

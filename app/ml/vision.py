@@ -11,9 +11,12 @@ from pathlib import Path
 import torch
 import torchvision
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torchvision.transforms import v2 as T
+
+from app.ml import sharing
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # EfficientNet-Lite was trained on (pixel - 127) / 128 per channel (MEAN_RGB / STDDEV_RGB in
@@ -258,11 +261,15 @@ def export(model: VisionClassifier, labels: list[str], pre: Preprocess, out_dir:
     with torch.device("meta"):  # the architecture's own shapes, nothing allocated
         fresh = ARCHITECTURES[model.arch].build(weights=None, num_classes=len(labels)).state_dict()
     pruned = any(v.shape != fresh[k].shape for k, v in model.net.state_dict().items())
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()},
-              str(out_dir / "model.safetensors"))
+    state = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
+    save_file(state, str(out_dir / "model.safetensors"))
     meta = {"task": "image-classification", "architecture": model.arch, "labels": labels,
             "num_classes": len(labels), "image_size": pre.image_size, "mean": list(pre.mean),
             "std": list(pre.std), **({"channels_pruned": True} if pruned else {}), **extra}
+    if extra.get("method") == "head":  # the frozen network: a server loads it once for all
+        head = f"{ARCHITECTURES[model.arch].head}."
+        meta["sharing"] = {"kind": "head", "encoder_fingerprint": sharing.fingerprint(
+            {k: v for k, v in state.items() if not k.startswith(head)})}
     (out_dir / "adapt.json").write_text(json.dumps(meta, indent=2))
     readme = _PRUNED_README if pruned else _README
     (out_dir / "README.md").write_text(readme.format(
@@ -278,8 +285,36 @@ def load_exported(ckpt_dir: Path, device: str = "cpu") -> tuple[nn.Module, Prepr
     state = load_file(str(Path(ckpt_dir) / "model.safetensors"))
     conform(net, state)
     net.load_state_dict(state)
-    pre = Preprocess(meta["image_size"], tuple(meta["mean"]), tuple(meta["std"]))
-    return net.to(device).eval(), pre, meta
+    return net.to(device).eval(), preprocess_of(meta), meta
+
+
+def preprocess_of(meta: dict) -> Preprocess:
+    """The preprocessing an exported model's adapt.json records."""
+    return Preprocess(meta["image_size"], tuple(meta["mean"]), tuple(meta["std"]))
+
+
+def backbone_fingerprint(weights_file: Path, arch: str) -> str:
+    """The fingerprint of an exported network's every tensor but its head's: equal for the
+    `head` models trained on one (frozen) base network."""
+    return sharing.file_fingerprint(weights_file, prefix="",
+                                    exclude=f"{ARCHITECTURES[arch].head}.")
+
+
+def load_backbone(ckpt_dir: Path, device: str = "cpu") -> nn.Module:
+    """An exported network without its head (an Identity in its place): its pooled features."""
+    net, _, meta = load_exported(ckpt_dir, device)
+    _set(net, ARCHITECTURES[meta["architecture"]].head, nn.Identity())
+    return net
+
+
+def load_head(ckpt_dir: Path, arch: str, device: str = "cpu") -> nn.Linear:
+    """An exported network's head alone, read from model.safetensors (nothing else built)."""
+    name = ARCHITECTURES[arch].head
+    with safe_open(str(Path(ckpt_dir) / "model.safetensors"), framework="pt") as st:
+        weight, bias = st.get_tensor(f"{name}.weight"), st.get_tensor(f"{name}.bias")
+    head = nn.Linear(weight.shape[1], weight.shape[0])
+    head.load_state_dict({"weight": weight, "bias": bias})
+    return head.to(device).eval()
 
 
 def conform(net: nn.Module, state: dict[str, torch.Tensor]) -> None:

@@ -251,17 +251,58 @@ async def explain(model_id: str, request: Request, session: DbSession, storage: 
             "explanations": explained["explanations"]}
 
 
+_FANOUT_MODELS = {"type": "array", "minItems": 1, "maxItems": 32, "uniqueItems": True,
+                  "items": {"type": "string"}}
+_FANOUT_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {
+        "type": "object", "additionalProperties": False, "required": ["models", "inputs"],
+        "properties": {"models": _FANOUT_MODELS,
+                       "inputs": {"type": "array", "minItems": 1, "maxItems": 256,
+                                  "items": {"anyOf": [{"type": "string"}, _IMAGE]}},
+                       "top_k": _TOP_K,
+                       "min_confidence": {"anyOf": [_MIN_CONFIDENCE, {"type": "null"}]}}}},
+    "multipart/form-data": {"schema": {
+        "type": "object", "additionalProperties": False, "required": ["models", "files"],
+        "properties": {"models": _FANOUT_MODELS,
+                       "files": {"type": "array", "minItems": 1, "maxItems": 256,
+                                 "items": {"type": "string", "format": "binary"}},
+                       "top_k": {"type": "integer", "minimum": 1, "maximum": 1000},
+                       "min_confidence": _MIN_CONFIDENCE}}}}}}
+
+
+async def _fanout_request(request: Request, settings) -> PredictManyIn:
+    """The fan-out's request from JSON, or from multipart: `models` (one field per model),
+    `files` (images), `top_k`, `min_confidence`."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        try:
+            return PredictManyIn.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors(include_url=False)) from None
+    form = await request.form(max_files=settings.max_predict_inputs + 1,
+                              max_fields=settings.predict_max_models + 8)
+    files = [f for f in form.getlist("files") if hasattr(f, "read")]
+    return PredictManyIn.model_construct(
+        models=[m for m in form.getlist("models") if isinstance(m, str)],
+        inputs=[await f.read() for f in files], top_k=_form_int(form, "top_k", 1, 1000),
+        min_confidence=_form_confidence(form))
+
+
 @fanout_router.post("/predict", response_model=PredictManyOut, response_model_exclude_none=True,
+                    openapi_extra=_FANOUT_BODY,
                     dependencies=[rate_limit("predict", "rate_limit_predict_per_minute")])
-async def predict_fanout(req: PredictManyIn, session: DbSession, storage: StorageDep,
+async def predict_fanout(request: Request, session: DbSession, storage: StorageDep,
                          settings: SettingsDep, tenant: Tenant):
-    """The predictions of several text models on one base model for the same texts, each as
-    POST /v1/models/{id}/predict answers it: the texts are tokenized once and the base encoder
-    runs once for all of them (head models share its output; LoRA models run as one
-    mixed-adapter batch). At most ADAPT_PREDICT_MAX_MODELS models."""
+    """The predictions of several models of one task on one base model for the same inputs,
+    each as POST /v1/models/{id}/predict answers it: texts are tokenized once and the base
+    encoder runs once for all of them (head models share its output; LoRA models run as one
+    mixed-adapter batch); images (base64 JSON or multipart `files`) are decoded once and the
+    frozen network of image head models runs once, each applying its own head. At most
+    ADAPT_PREDICT_MAX_MODELS models."""
     started = time.perf_counter()
+    req = await _fanout_request(request, settings)
     models, inputs = await run_in_threadpool(service.prepare_predict_many, session, settings,
-                                             tenant, req.models, req.inputs)
+                                             tenant, req.models, req.inputs,
+                                             not settings.model_server)
     if settings.model_server:  # the base's model server runs the one backbone pass
         results = await model_server.predict_many_remote(settings, models, inputs, req.top_k,
                                                          req.min_confidence)

@@ -1,7 +1,8 @@
 """Fine-tuned models kept loaded in the API process: a memory-bounded LRU cache that loads each
 model once, and a micro-batcher per model that runs the forward passes off the event loop.
-`head` and `lora` text models share their base encoder (a Backbone, loaded once; app.ml.sharing)
-and its batcher; predict_many() asks several models on one base in one encoder pass."""
+`head` and `lora` text models with equal encoder weights and tokenizer files share that encoder
+(a Backbone, loaded once; app.ml.sharing) and its batcher; predict_many() asks several models on
+one base in one encoder pass."""
 import base64
 import io
 import json
@@ -19,13 +20,12 @@ from safetensors.torch import load_file
 
 from app.config import get_settings
 from app.ml import explain as ml_explain
-from app.ml import sharing
+from app.ml import sharing, vision
 from app.ml.data import collate, encode_windows, pool_windows
 from app.ml.modeling import (ADAPT_FILE, WEIGHTS_FILE, TextClassifier, load_exported,
                              load_tokenizer)
 from app.ml.modeling_adapt import build_encoder
 from app.ml.precision import autocast, autocast_dtype
-from app.ml.vision import load_exported as load_vision
 from app.models_api.batching import Arrival, Batcher
 from app.observability import record_model_cache, watch_loaded_models
 
@@ -77,6 +77,17 @@ class _Predictor:
 
     def probabilities(self, inputs: list) -> torch.Tensor:
         raise NotImplementedError
+
+    def calibrated(self, logits: torch.Tensor) -> torch.Tensor:
+        return (logits.float() / self.temperature).softmax(-1)
+
+    def pass_key(self) -> tuple | None:
+        """What models must have alike to run in one backbone pass (run_many); None: alone."""
+        return None
+
+    def group_probabilities(self, group: list["_Predictor"], inputs: list) -> list[torch.Tensor]:
+        """Each of `group`'s probabilities for the inputs (models of one pass_key, self first)."""
+        return [self.probabilities(inputs)]
 
     @torch.inference_mode()
     def run_batch(self, inputs: list, top_ks: list[int]) -> list[dict]:
@@ -169,9 +180,16 @@ class NotShareable(Exception):
     """The checkpoint's record does not hold for its files: it loads as a whole copy."""
 
 
+def backbone_key(weights: str, tokenizer: str, device: str) -> str:
+    """What models must have alike to share a backbone: its weights' fingerprint, its
+    tokenizer files' (texts are tokenized once for all of them), and the device."""
+    return f"{weights}:{tokenizer}@{device}"
+
+
 class Backbone:
-    """One encoder (and its tokenizer) in memory, shared by every loaded model on it; `exact`:
-    loaded as saved (a head model's), not rebuilt from a LoRA model's merged weights."""
+    """One encoder (and its tokenizer; or an image network without its head, and no tokenizer)
+    in memory, shared by every loaded model on it (key: backbone_key); `exact`: loaded as saved
+    (a head model's), not rebuilt from a LoRA model's merged weights."""
 
     def __init__(self, key: str, encoder: torch.nn.Module, tokenizer, base_model: str, exact: bool):
         self.key, self.encoder, self.tokenizer = key, encoder.eval(), tokenizer
@@ -193,6 +211,12 @@ class Backbone:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size()
                    for t in (*self.encoder.parameters(), *self.encoder.buffers()))
+
+    def labels(self) -> dict[str, str]:
+        """/metrics' labels: its base, its weights' and its tokenizer's fingerprints (short)."""
+        weights, _, tokenizer = self.key.split("@")[0].partition(":")
+        return {"base_model": self.base_model, "fingerprint": weights[:12],
+                "tokenizer": tokenizer[:12]}
 
     def restore(self, weights: Path) -> None:
         """Overwrite rebuilt weights in place with a head model's exact ones (every user sees
@@ -245,7 +269,29 @@ def _encoder_from(ckpt_dir: Path, config: dict, device: str) -> torch.nn.Module:
     return encoder.to(device)
 
 
-class SharedPredictor(Predictor):
+class _OnSharedBackbone:
+    """A model on a shared Backbone: its requests go to the backbone's batcher (one mixed batch
+    for all its models), and closing it lets go of the backbone."""
+
+    backbone: Backbone
+    backbones: Backbones
+    _closed = False
+
+    def start_batching(self, max_batch: int, max_wait_s: float, name: str) -> None:
+        self.backbone.start_batching(max_batch, max_wait_s)
+        self.batcher = _OnBackbone(self)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.backbones.release(self.backbone)
+
+    def rows_probabilities(self, rows: list[tuple]) -> list[torch.Tensor]:
+        """The probabilities of (model, input) rows of models on this backbone (run_mixed)."""
+        raise NotImplementedError
+
+
+class SharedPredictor(_OnSharedBackbone, Predictor):
     """A text model on a shared backbone: its own head (and LoRA adapter), the encoder and the
     tokenizer borrowed. Predictions equal the whole model's (a LoRA model's up to the rounding of
     unmerging its weights)."""
@@ -258,17 +304,18 @@ class SharedPredictor(Predictor):
         info, weights = self.meta["sharing"], ckpt_dir / WEIGHTS_FILE
         self.backbones = backbones if backbones is not None else _backbones
         self.delta, self.kind = None, info["kind"]
+        tokenizer = sharing.tokenizer_fingerprint(ckpt_dir)
         if info["kind"] == "head":
-            key = info["encoder_fingerprint"]
-            if sharing.file_fingerprint(weights) != key:
+            if sharing.file_fingerprint(weights) != info["encoder_fingerprint"]:
                 raise NotShareable(f"{ckpt_dir}: its encoder is not the one recorded")
-            self.backbone = self.backbones.acquire(f"{key}@{device}", lambda: Backbone(
-                f"{key}@{device}", _encoder_from(ckpt_dir, config, device),
-                load_tokenizer(ckpt_dir), _base_name(config), exact=True))
+            key = backbone_key(info["encoder_fingerprint"], tokenizer, device)
+            self.backbone = self.backbones.acquire(key, lambda: Backbone(
+                key, _encoder_from(ckpt_dir, config, device), load_tokenizer(ckpt_dir),
+                _base_name(config), exact=True))
             if not self.backbone.exact:
                 self.backbone.restore(weights)
         elif info["kind"] == "lora":
-            key = info["base_fingerprint"]
+            key = backbone_key(info["base_fingerprint"], tokenizer, device)
             self.delta = sharing.load_adapter(ckpt_dir / info["adapter"]).to(device)
 
             built = []
@@ -277,9 +324,9 @@ class SharedPredictor(Predictor):
                 encoder = _encoder_from(ckpt_dir, config, device)
                 sharing.unmerge(encoder, self.delta)
                 built.append(encoder)
-                return Backbone(f"{key}@{device}", encoder, load_tokenizer(ckpt_dir),
-                                _base_name(config), exact=False)
-            self.backbone = self.backbones.acquire(f"{key}@{device}", rebuilt)
+                return Backbone(key, encoder, load_tokenizer(ckpt_dir), _base_name(config),
+                                exact=False)
+            self.backbone = self.backbones.acquire(key, rebuilt)
             if not built and not sharing.is_base_of(weights, self.backbone.encoder, self.delta):
                 self.backbones.release(self.backbone)
                 raise NotShareable(f"{ckpt_dir}: its weights less its adapter are not the base")
@@ -295,7 +342,6 @@ class SharedPredictor(Predictor):
         self.labels, self.max_length = self.meta["labels"], self.meta.get("max_length", 128)
         self.device, self.dtype = device, dtype
         self._explain_lock = threading.Lock()
-        self._closed = False
 
     def _head_on_backbone(self, weights: Path, device: str) -> TextClassifier:
         model = TextClassifier(self.backbone.encoder, len(self.meta["labels"]),
@@ -315,24 +361,28 @@ class SharedPredictor(Predictor):
             return super().attributions(texts, targets, steps)
 
     def nbytes(self) -> int:
-        head = sum(t.numel() * t.element_size() for t in self.model.head.parameters())
-        return head + (self.delta.nbytes() if self.delta else 0)
+        return _bytes_of(self.model.head) + (self.delta.nbytes() if self.delta else 0)
 
-    def start_batching(self, max_batch: int, max_wait_s: float, name: str) -> None:
-        self.backbone.start_batching(max_batch, max_wait_s)
-        self.batcher = _OnBackbone(self)
+    def pass_key(self) -> tuple:
+        """Texts are tokenized once for a pass: its models window them alike."""
+        return id(self.backbone), self.max_length, json.dumps(self.meta.get("chunking"))
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.backbones.release(self.backbone)
+    def group_probabilities(self, group: list, texts: list[str]) -> list[torch.Tensor]:
+        return shared_probabilities(group, texts)
+
+    def rows_probabilities(self, rows: list[tuple]) -> list[torch.Tensor]:
+        return mixed_probabilities(rows)
+
+
+def _bytes_of(module: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in module.parameters())
 
 
 class _OnBackbone:
     """A shared model's batcher: its requests go to its backbone's batcher as (model, input)
     rows; closing it is its backbone's business."""
 
-    def __init__(self, predictor: SharedPredictor):
+    def __init__(self, predictor: _OnSharedBackbone):
         self.predictor = predictor
 
     def submit(self, inputs: list, top_k: int, arrival: Arrival | None = None,
@@ -345,11 +395,11 @@ class _OnBackbone:
 
 
 @torch.inference_mode()
-def run_mixed(rows: list[tuple[SharedPredictor, str]], top_ks: list[int]) -> list[dict]:
-    """A backbone batcher's batch: each (model, text) row's top predictions."""
+def run_mixed(rows: list[tuple[_OnSharedBackbone, object]], top_ks: list[int]) -> list[dict]:
+    """A backbone batcher's batch: each (model, text or image) row's top predictions."""
     first = rows[0][0]
     with autocast(first.device, first.dtype):
-        probs = mixed_probabilities(rows)
+        probs = first.rows_probabilities(rows)
     return [_top(pr[None].float(), p.labels, [k])[0]
             for (p, _), pr, k in zip(rows, probs, top_ks, strict=True)]
 
@@ -438,15 +488,17 @@ def shared_probabilities(predictors: list[SharedPredictor], texts: list[str]) ->
 
 class ImagePredictor(_Predictor):
     def __init__(self, ckpt_dir: Path, device: str = "cpu", dtype: torch.dtype | None = None):
-        self.net, pre, self.meta = load_vision(ckpt_dir, device)
+        self.net, pre, self.meta = vision.load_exported(ckpt_dir, device)
         self.transform, self.labels = pre.eval_transform(), self.meta["labels"]
         self.pre = pre
         self.device, self.dtype = device, dtype
         self._explain_lock = threading.Lock()
 
+    def pixels(self, images: list) -> torch.Tensor:
+        return torch.stack([self.transform(img) for img in images]).to(self.device)
+
     def probabilities(self, images: list) -> torch.Tensor:
-        pixels = torch.stack([self.transform(img) for img in images]).to(self.device)
-        return (self.net(pixels).float() / self.temperature).softmax(-1)
+        return self.calibrated(self.net(self.pixels(images)))
 
     method = ml_explain.IMAGE_METHOD
 
@@ -457,6 +509,70 @@ class ImagePredictor(_Predictor):
 
     def render(self, item: ml_explain.Explanation) -> dict:
         return {"heatmap": heatmap_png(item.heatmap)}
+
+
+class SharedImagePredictor(_OnSharedBackbone, ImagePredictor):
+    """An image `head` model on a shared backbone: the frozen network without its head, loaded
+    once for every head model on equal weights (app.ml.vision.backbone_fingerprint); only the
+    head is its own. Predictions equal the whole network's."""
+
+    kind = "head"
+
+    def __init__(self, ckpt_dir: Path, device: str = "cpu", dtype: torch.dtype | None = None,
+                 backbones: Backbones | None = None):
+        ckpt_dir = Path(ckpt_dir)
+        self.meta = json.loads((ckpt_dir / ADAPT_FILE).read_text())
+        arch = self.meta["architecture"]
+        found = vision.backbone_fingerprint(ckpt_dir / WEIGHTS_FILE, arch)
+        if (self.meta.get("sharing") or {}).get("encoder_fingerprint", found) != found:
+            raise NotShareable(f"{ckpt_dir}: its network is not the one recorded")
+        self.backbones = backbones if backbones is not None else _backbones
+        key = backbone_key(found, "", device)
+        self.backbone = self.backbones.acquire(key, lambda: Backbone(
+            key, vision.load_backbone(ckpt_dir, device), None, arch, exact=True))
+        try:
+            self.head = vision.load_head(ckpt_dir, arch, device)
+            if self.head.out_features != len(self.meta["labels"]):
+                raise ValueError(f"{ckpt_dir}: a head of {self.head.out_features} classes "
+                                 f"for {len(self.meta['labels'])} labels")
+        except BaseException:
+            self.backbones.release(self.backbone)
+            raise
+        self.net = torch.nn.Sequential(self.backbone.encoder, self.head)  # (explain's)
+        self.pre = vision.preprocess_of(self.meta)
+        self.transform, self.labels = self.pre.eval_transform(), self.meta["labels"]
+        self.device, self.dtype = device, dtype
+        self._explain_lock = threading.Lock()
+
+    def nbytes(self) -> int:
+        return _bytes_of(self.head)
+
+    def pass_key(self) -> tuple:
+        """Images are transformed once for a pass: its models preprocess them alike."""
+        return id(self.backbone), self.pre.image_size, tuple(self.pre.mean), tuple(self.pre.std)
+
+    def group_probabilities(self, group: list, images: list) -> list[torch.Tensor]:
+        """The backbone once for the images; each model's head on its features."""
+        features = self.backbone.encoder(self.pixels(images))
+        return [p.calibrated(p.head(features)) for p in group]
+
+    def rows_probabilities(self, rows: list[tuple]) -> list[torch.Tensor]:
+        """One backbone pass per preprocessing among the rows' models; each head on its rows."""
+        out: list = [None] * len(rows)
+        passes: dict[tuple, dict[SharedImagePredictor, list[int]]] = {}
+        for r, (p, _) in enumerate(rows):
+            passes.setdefault(p.pass_key(), {}).setdefault(p, []).append(r)
+        for by_model in passes.values():
+            order = [r for members in by_model.values() for r in members]
+            first = rows[order[0]][0]
+            features = first.backbone.encoder(first.pixels([rows[r][1] for r in order]))
+            start = 0
+            for p, members in by_model.items():
+                probs = p.calibrated(p.head(features[start: start + len(members)]))
+                for r, row in zip(members, probs, strict=True):
+                    out[r] = row
+                start += len(members)
+        return out
 
 
 def heatmap_png(heat) -> dict:
@@ -471,34 +587,32 @@ def heatmap_png(heat) -> dict:
 
 def load_predictor(ckpt_dir: Path, device: str = "cpu", dtype: torch.dtype | None = None,
                    backbones: Backbones | None = None) -> _Predictor:
-    """Image models and text models that share nothing (full, partial, checkpoints older than
-    app.ml.sharing) as whole copies; head and lora text models on a shared backbone."""
+    """head and lora text models, and head image models, on a shared backbone; models that
+    share nothing (full, partial, text checkpoints older than app.ml.sharing) as whole copies."""
     meta = json.loads((Path(ckpt_dir) / ADAPT_FILE).read_text())
-    if meta["task"] == "image-classification":
-        return ImagePredictor(ckpt_dir, device, dtype)
-    if meta.get("sharing"):
+    image = meta["task"] == "image-classification"
+    shared = SharedImagePredictor if image else SharedPredictor
+    if (meta.get("method") == "head") if image else meta.get("sharing"):
         try:
-            return SharedPredictor(ckpt_dir, device, dtype, backbones)
+            return shared(ckpt_dir, device, dtype, backbones)
         except (NotShareable, ValueError, KeyError, OSError) as exc:
             log.warning("loading %s as a whole copy: %s", ckpt_dir, exc)
-    return Predictor(ckpt_dir, device, dtype)
+    return (ImagePredictor if image else Predictor)(ckpt_dir, device, dtype)
 
 
 def run_many(predictors: list[_Predictor], inputs: list,
              top_k: int | None = None) -> list[list[dict]]:
     """Each predictor's predictions for the same inputs; models on one backbone that tokenize
-    alike share one encoder pass (LoRA models as a mixed-adapter batch), others run alone."""
+    (or preprocess) alike share one backbone pass (LoRA models as a mixed-adapter batch), others
+    run alone."""
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(predictors):
-        key = ((id(p.backbone), p.max_length, json.dumps(p.meta.get("chunking")))
-               if isinstance(p, SharedPredictor) else ("alone", i))
-        groups.setdefault(key, []).append(i)
+        groups.setdefault(p.pass_key() or ("alone", i), []).append(i)
     results: list[list[dict]] = [[] for _ in predictors]
     for members in groups.values():
         group = [predictors[i] for i in members]
         with torch.inference_mode(), autocast(group[0].device, group[0].dtype):
-            probs = (shared_probabilities(group, inputs) if isinstance(group[0], SharedPredictor)
-                     else [group[0].probabilities(inputs)])
+            probs = group[0].group_probabilities(group, inputs)
         for i, p, pr in zip(members, group, probs, strict=True):
             results[i] = _top(pr.float(), p.labels,
                               [top_k or min(len(p.labels), 5)] * len(inputs))
@@ -644,8 +758,7 @@ def loaded_memory(cache: ModelCache | None) -> tuple[list[tuple[dict, int]], lis
         return [], []
     items = cache.loaded()
     backbones = {id(b): b for _, p, _ in items if (b := getattr(p, "backbone", None)) is not None}
-    return ([({"base_model": b.base_model, "fingerprint": b.key.split("@")[0][:12]}, b.nbytes())
-             for b in backbones.values()],
+    return ([(b.labels(), b.nbytes()) for b in backbones.values()],
             [({"model": key, "kind": getattr(p, "kind", "whole")}, n) for key, p, n in items])
 
 

@@ -22,11 +22,13 @@ import base64
 import hashlib
 import json
 import logging
+import math
 import os
 import socket
 import struct
 import sys
 import tempfile
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -261,12 +263,31 @@ async def call(address: str, message: dict, timeout_s: float,
         raise _unavailable(f"The model server did not answer within {timeout_s:g} s "
                            f"({timeout_setting}); retry shortly.") from None
     except (OSError, asyncio.IncompleteReadError, ValueError):
-        raise _unavailable("The model server is unavailable (restarting); retry shortly.") \
-            from None
+        wait = restart_wait(address)
+        raise _unavailable("The model server is unavailable (restarting"
+                           + (f", next start in {wait} s" if wait > RETRY_AFTER_S else "")
+                           + "); retry shortly.", retry_after=wait) from None
 
 
-def _unavailable(message: str, code: str = "model_server_unavailable") -> Unavailable:
-    return Unavailable(message, code=code, headers={"Retry-After": str(RETRY_AFTER_S)})
+def down_file(address: str | Path) -> Path:
+    """Where the keeper of the server on `address` (app.worker_pool.Kept) writes when it will
+    start it again, while it waits."""
+    return Path(f"{address}.down")
+
+
+def restart_wait(address: str | Path) -> int:
+    """Seconds until the server on `address` is started again (its keeper backs off while it
+    keeps crashing), rounded up; RETRY_AFTER_S when no start is pending."""
+    try:
+        due = json.loads(down_file(address).read_text())["restart_at"] - time.time()
+    except (OSError, ValueError, KeyError, TypeError):
+        return RETRY_AFTER_S
+    return max(RETRY_AFTER_S, math.ceil(due))
+
+
+def _unavailable(message: str, code: str = "model_server_unavailable",
+                 retry_after: int = RETRY_AFTER_S) -> Unavailable:
+    return Unavailable(message, code=code, headers={"Retry-After": str(retry_after)})
 
 
 async def predict(settings: Settings, models: list[dict], inputs: list, top_k: int | None,
@@ -298,11 +319,12 @@ async def explain(settings: Settings, model: dict, inputs: list, target: str | N
                               settings.explain_timeout_s, "ADAPT_EXPLAIN_TIMEOUT_S"))
 
 
-async def predict_many_remote(settings: Settings, models: list[dict], texts: list[str],
+async def predict_many_remote(settings: Settings, models: list[dict], inputs: list,
                               top_k: int | None, min_confidence: float | None) -> list[list[dict]]:
-    """A fan-out (models on one base) answered by the base's server in one backbone pass."""
-    message = {"op": "predict_many", "models": models, "inputs": texts, "top_k": top_k,
-               "min_confidence": min_confidence, "kind": "text"}
+    """A fan-out (models on one base: texts, or image bytes) answered by the base's server in
+    one backbone pass."""
+    message = {"op": "predict_many", "models": models, "top_k": top_k,
+               "min_confidence": min_confidence, **_wire(inputs)}
     return _results(await call(address_for(settings, _route(models[0])), message,
                                settings.predict_timeout_s))
 

@@ -2,7 +2,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas import NO_NUL, ApiModel, Integer, Timestamp, bounded
+from app.schemas import NO_NUL, ApiModel, Timestamp, bounded
 
 
 class ModelOut(ApiModel):
@@ -52,11 +52,12 @@ class PredictIn(BaseModel):
 
 class PredictManyIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-    # Text models on one base model, each at most once; at most ADAPT_PREDICT_MAX_MODELS (the
-    # document says its default; the service checks the setting).
+    # Models of one task on one base model, each at most once; at most ADAPT_PREDICT_MAX_MODELS
+    # (the document says its default; the service checks the setting).
     models: list[str] = Field(min_length=1, json_schema_extra={"uniqueItems": True,
                                                                "maxItems": 32})
-    inputs: list[str] = Field(min_length=1)
+    # Texts for text models, {"image_base64": …} for image models (or multipart `files`).
+    inputs: list[str | ImageInput] = Field(min_length=1)
     top_k: bounded(1, 1000) | None = None
     min_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
 

@@ -187,9 +187,10 @@ def prepare_predict(session: Session, storage: Storage, settings: Settings, tena
 
 
 def prepare_predict_many(session: Session, settings: Settings, tenant: str, model_ids: list[str],
-                         inputs: list) -> tuple[list[dict], list]:
-    """({id, storage_key, base_model} of each model, checked inputs) for a fan-out: text models
-    of this tenant, each once, all on one base model (they share its encoder pass)."""
+                         inputs: list, decode: bool = True) -> tuple[list[dict], list]:
+    """({id, storage_key, base_model} of each model, checked inputs) for a fan-out: models of
+    this tenant, each once, all of one task on one base model (they share its backbone pass);
+    images decoded, or (decode=False, for a model server) their bytes."""
     if not model_ids:
         raise InvalidInput("Name at least one model.", param="models")
     if len(model_ids) > settings.predict_max_models:
@@ -207,20 +208,27 @@ def prepare_predict_many(session: Session, settings: Settings, tenant: str, mode
         except NotFound as exc:
             raise NotFound(exc.message, param=f"models.{i}") from None
     for i, model in enumerate(models):
-        if model.task != "text-classification":
-            raise InvalidInput(f"Model {model.id} is an image model: POST /v1/predict fans out "
-                               "to text models only; use /v1/models/{id}/predict for it.",
-                               param=f"models.{i}", code="unsupported_model_task")
+        if model.task != models[0].task:
+            raise InvalidInput(f"Model {model.id} is {_kind(model)} model, model {models[0].id} "
+                               f"{_kind(models[0])} one: one request fans out to models of one "
+                               "task (and one base model).", param=f"models.{i}",
+                               code="unsupported_model_task")
         if model.base_model != models[0].base_model:
             raise InvalidInput(f"Model {model.id} is on base model {model.base_model}, model "
                                f"{models[0].id} on {models[0].base_model}: one request fans out "
                                "to models on one base model.", param=f"models.{i}",
                                code="mixed_base_models")
+    if not inputs:
+        raise InvalidInput("Send at least one input.", param="inputs")
     if len(inputs) > settings.max_predict_inputs:
         raise InvalidInput(f"At most {settings.max_predict_inputs} inputs per request; got "
                            f"{len(inputs)}.", param="inputs", code="too_many_inputs")
-    inputs = _check_inputs(models[0], inputs, settings)
+    inputs = _check_inputs(models[0], inputs, settings, decode)
     return [_ref(model, repository.checkpoint_of(session, model)) for model in models], inputs
+
+
+def _kind(model: Model) -> str:
+    return "a text" if model.task == "text-classification" else "an image"
 
 
 def prepare_explain(session: Session, storage: Storage, settings: Settings, tenant: str,

@@ -54,9 +54,10 @@ class _LoadedModels:
         backbones, models = self.source() if self.source else ([], [])
         bb = GaugeMetricFamily("adapt_loaded_backbone_bytes", "Bytes of each loaded shared "
                                "encoder (counted once for all the models on it).",
-                               labels=["base_model", "fingerprint"])
+                               labels=["base_model", "fingerprint", "tokenizer"])
         for labels, n in backbones:
-            bb.add_metric([labels["base_model"], labels["fingerprint"]], n)
+            bb.add_metric([labels["base_model"], labels["fingerprint"],
+                           labels.get("tokenizer", "")], n)
         own = GaugeMetricFamily("adapt_loaded_model_bytes", "Bytes of each loaded model's own "
                                 "weights: its head, its LoRA adapter, or (whole) all of them.",
                                 labels=["model", "kind"])

@@ -1,8 +1,11 @@
 """POST /v1/predict through a real worker on the tiny model: a fan-out to head and LoRA models
 answers what each model's own predict answers, the head models' memory is one backbone plus
-their heads (/metrics), and every bad request is a clear 4xx."""
+their heads (/metrics), and every bad request is a clear 4xx. Image head models on one base
+(MobileNetV2) fan out too, with base64 JSON or multipart images, on one shared network."""
+import base64
+
 import pytest
-from helpers import keys_required, new_key, toy_csv, wait_for_job
+from helpers import digit_images, keys_required, new_key, toy_csv, train_digits, wait_for_job
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import get_settings
@@ -127,3 +130,85 @@ def test_a_fan_out_spends_the_predict_rate_limit(client, models, monkeypatch):
     codes = [client.post("/v1/predict", json=body).status_code for _ in range(3)]
     limiter.reset()
     assert codes == [200, 200, 429]
+
+
+# --- image models ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def image_models(client) -> dict[str, str]:
+    head_a, head_b, partial = train_digits(client, [("head", 1), ("head", 2), ("partial", 3)])
+    return {"head_a": head_a, "head_b": head_b, "partial": partial}
+
+
+def _same(got: dict, want: dict) -> None:
+    for a, b in zip(got["predictions"], want["predictions"], strict=True):
+        assert (a["label"], a["unsure"]) == (b["label"], b["unsure"])
+        assert [t["label"] for t in a["top"]] == [t["label"] for t in b["top"]]
+        assert [t["score"] for t in a["top"]] == pytest.approx([t["score"] for t in b["top"]],
+                                                               abs=1e-5)
+
+
+def test_an_image_fan_out_answers_what_each_single_predict_answers(client, image_models):
+    images = digit_images()
+    ids = [image_models["head_a"], image_models["partial"], image_models["head_b"]]
+    files = [("files", (f"{i}.png", b, "image/png")) for i, b in enumerate(images)]
+    multipart = client.post("/v1/predict", files=files,
+                            data={"models": ids, "top_k": "3", "min_confidence": "0.2"})
+    assert multipart.status_code == 200, multipart.text
+    encoded = [{"image_base64": base64.b64encode(b).decode()} for b in images]
+    as_json = client.post("/v1/predict", json={"models": ids, "inputs": encoded, "top_k": 3,
+                                               "min_confidence": 0.2})
+    assert as_json.status_code == 200, as_json.text
+    assert [d["model"] for d in multipart.json()["data"]] == ids
+    for model_id, got, also in zip(ids, multipart.json()["data"], as_json.json()["data"],
+                                   strict=True):
+        single = client.post(f"/v1/models/{model_id}/predict", files=files,
+                             data={"top_k": "3", "min_confidence": "0.2"})
+        assert single.status_code == 200, single.text
+        _same(got, single.json())
+        _same(also, single.json())
+
+
+def test_image_head_models_are_one_network_and_their_heads_in_metrics(client, image_models):
+    close_model_cache()
+    ids = [image_models["head_a"], image_models["head_b"], image_models["partial"]]
+    files = [("files", ("0.png", digit_images(1)[0], "image/png"))]
+    res = client.post("/v1/predict", files=files, data={"models": ids})
+    assert res.status_code == 200, res.text
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    backbones = families["adapt_loaded_backbone_bytes"].samples
+    own = {s.labels["model"]: s for s in families["adapt_loaded_model_bytes"].samples}
+    assert len(backbones) == 1 and backbones[0].labels["base_model"] == "mobilenet_v2"
+    assert own[ids[0]].labels["kind"] == "head" == own[ids[1]].labels["kind"]
+    assert own[ids[2]].labels["kind"] == "whole"
+    assert own[ids[0]].value * 50 < backbones[0].value <= own[ids[2]].value
+
+
+@pytest.mark.parametrize("case", ["text_and_image", "mixed_base", "no_files", "texts",
+                                  "broken_image"])
+def test_bad_image_fan_outs_are_clear_4xx(client, models, image_models, case):
+    a, b = image_models["head_a"], image_models["head_b"]
+    files = [("files", ("0.png", digit_images(1)[0], "image/png"))]
+    data = {"models": [a, b]}
+    if case == "text_and_image":
+        data["models"] = [models["head_a"], a]
+    elif case == "mixed_base":
+        data["models"] = [a, clone(b, base_model="efficientnet-lite0-imagenet")]
+    elif case == "no_files":
+        files = None
+    elif case == "broken_image":
+        files += [("files", ("1.png", b"not an image", "image/png"))]
+    if case == "texts":
+        res = client.post("/v1/predict", json={"models": [a, b], "inputs": ["a text"]})
+    else:
+        res = client.post("/v1/predict", files=files or {"unused": ("", b"")}, data=data)
+    expected = {"text_and_image": (422, "unsupported_model_task", "models.1"),
+                "mixed_base": (422, "mixed_base_models", "models.1"),
+                "no_files": (422, None, "inputs"),
+                "texts": (422, None, "inputs.0"),
+                "broken_image": (422, None, "inputs.1")}[case]
+    assert res.status_code == expected[0], res.text
+    error = res.json()["error"]
+    assert error["param"] == expected[2]
+    if expected[1]:
+        assert error["code"] == expected[1]

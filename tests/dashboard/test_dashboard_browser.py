@@ -257,7 +257,7 @@ def test_train_and_predict_through_the_dashboard(servers, worker, page, capsys):
         [w["score"] for w in why[0]["words"]], rel=1e-3, abs=1e-6)
     strongest = max(why[0]["words"], key=lambda w: abs(w["score"]))
     shades = words.evaluate_all("ws => ws.map(w => getComputedStyle(w).backgroundColor)")
-    assert f"0.65)" in shades[why[0]["words"].index(strongest)], shades  # the strongest, fully
+    assert "0.65)" in shades[why[0]["words"].index(strongest)], shades  # the strongest, fully
     assert page.locator("#explanations .explained-label").all_inner_texts() == [
         e["target"] for e in why]
     page.screenshot(path=str(screenshot_path("model-explain.png")), full_page=True)

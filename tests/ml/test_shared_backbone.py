@@ -1,19 +1,22 @@
 """Parameter sharing on the tiny model: head models load one backbone and add only their head,
 LoRA models only their adapter; shared predictions equal the whole copies', and a mixed-adapter
-batch equals each model run on its own."""
+batch equals each model run on its own. Models whose tokenizers differ do not share. Image head
+models share their frozen network and add only their head; a fan-out runs it once."""
 import json
 import shutil
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSequenceClassification
 from test_recipe import make_recipe
 
-from app.ml import sharing
+from app.ml import sharing, vision
 from app.models_api import batching
-from app.models_api.inference import (Backbones, ModelCache, Predictor, SharedPredictor,
-                                      load_predictor, run_many)
+from app.models_api.inference import (Backbones, ImagePredictor, ModelCache, Predictor,
+                                      SharedImagePredictor, SharedPredictor, load_predictor,
+                                      loaded_memory, run_many)
 
 TEXTS = ["superb great film", "dull boring film", "a wonderful delightful story",
          "tedious", "terrible awful dull boring film again and again"]
@@ -68,6 +71,46 @@ def test_head_models_share_one_backbone_and_add_only_their_head(trained, tmp_pat
     assert one == Predictor(trained["head"]).nbytes()  # the backbone and one head: one model
     cache.clear()
     assert shared.loaded() == []  # the last model gone, its backbone goes too
+
+
+def other_tokenizer(src, dst):
+    """A copy of a checkpoint whose tokenizer gives two words each other's ids: the same encoder
+    weights, another tokenization (as a base whose tokenizer files were changed)."""
+    shutil.copytree(src, dst)
+    tok = json.loads((dst / "tokenizer.json").read_text())
+    vocab = tok["model"]["vocab"]
+    vocab["superb"], vocab["dull"] = vocab["dull"], vocab["superb"]
+    (dst / "tokenizer.json").write_text(json.dumps(tok))
+    return dst
+
+
+def test_models_on_one_encoder_with_different_tokenizers_share_nothing(trained, tmp_path):
+    backbones = Backbones()
+    own = load_predictor(trained["head"], backbones=backbones)
+    other_path = other_tokenizer(trained["head"], tmp_path / "other")
+    other = load_predictor(other_path, backbones=backbones)
+    assert isinstance(other, SharedPredictor) and other.backbone is not own.backbone
+    assert len(backbones.loaded()) == 2
+    together = run_many([own, other], TEXTS, top_k=2)
+    with torch.inference_mode():
+        alone = [Predictor(p).probabilities(TEXTS) for p in (trained["head"], other_path)]
+        assert not torch.allclose(alone[0], alone[1], atol=1e-3)  # the tokenizers do differ
+        for model, want, fanned in zip((own, other), alone, together, strict=True):
+            assert torch.allclose(model.probabilities(TEXTS), want, atol=1e-5)
+            assert [p["score"] for p in fanned] == pytest.approx(
+                want.max(-1).values.tolist(), abs=1e-5)
+
+
+def test_tokenizer_files_saved_from_elsewhere_still_share(trained, tmp_path):
+    """tokenizer_config.json's keys that only say where it was read from do not count."""
+    path = other_head(trained["head"], tmp_path / "moved", 5)
+    config = json.loads((path / "tokenizer_config.json").read_text())
+    config |= {"is_local": not config.get("is_local", True), "name_or_path": "/elsewhere"}
+    (path / "tokenizer_config.json").write_text(json.dumps(config, indent=4))
+    backbones = Backbones()
+    first = load_predictor(trained["head"], backbones=backbones)
+    assert load_predictor(path, backbones=backbones).backbone is first.backbone
+    assert sharing.tokenizer_fingerprint(path) == sharing.tokenizer_fingerprint(trained["head"])
 
 
 def test_a_tampered_encoder_loads_as_a_whole_copy(trained, tmp_path):
@@ -219,3 +262,123 @@ def test_models_reading_long_texts_in_windows_answer_as_their_whole_copies(train
                                   torch.tensor([p["score"] for p in whole]), atol=1e-5)
     for m in models:
         m.close()
+
+
+# --- image head models: the frozen network without its head is the backbone -------------------
+
+IMAGES = [Image.new("RGB", (40 + 3 * i, 30), (37 * i % 256, 255 - 29 * i, 11 * i)) for i in range(6)]
+
+
+def image_model(root, name: str, base: dict, method: str = "head", seed: int = 0,
+                labels: int = 3, size: int = 32):
+    """An exported image model on the `base` network (its own random head), as a job exports."""
+    torch.manual_seed(seed)
+    model = vision.apply_method(vision.VisionClassifier("mobilenet_v2", labels, base), method,
+                                {"unfreeze_layers": 2})
+    if method != "head":  # a partial or full model's network is its own
+        with torch.no_grad():
+            vision.ARCHITECTURES["mobilenet_v2"].blocks(model.net)[-1].apply(
+                lambda m: m.weight.add_(0.01) if isinstance(m, torch.nn.Conv2d) else None)
+    vision.export(model, [f"c{i}" for i in range(labels)], vision.Preprocess(size),
+                  root / name, {"method": method})
+    return root / name
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> dict:
+    """Four head models on one (random) base network, one of them preprocessing to 40 px, and a
+    partial and a full model on it."""
+    root = tmp_path_factory.mktemp("images")
+    torch.manual_seed(0)
+    base = vision.VisionClassifier("mobilenet_v2", 5).net.state_dict()
+    out = {f"head{i}": image_model(root, f"head{i}", base, seed=i, labels=3 + i) for i in range(3)}
+    out["head40"] = image_model(root, "head40", base, seed=7, size=40)
+    out |= {m: image_model(root, m, base, method=m, seed=9) for m in ("partial", "full")}
+    return out
+
+
+def _scores(found: list[dict]) -> torch.Tensor:
+    return torch.tensor([[t["score"] for t in p["top"]] for p in found])
+
+
+def test_image_head_models_share_one_backbone_and_add_only_their_head(images):
+    backbones = Backbones()
+    cache = ModelCache(size=10, load=lambda p: load_predictor(p, backbones=backbones))
+    heads = ["head0", "head1", "head2", "head40"]
+    loaded = [cache.get(name, images[name]) for name in heads]
+    assert all(type(p) is SharedImagePredictor for p in loaded)
+    assert len(backbones.loaded()) == 1 and cache.encoders() == 1
+    whole = [ImagePredictor(images[name]) for name in heads]
+    head_bytes = sum(p.nbytes() for p in loaded)
+    assert head_bytes < whole[0].nbytes() / 100
+    assert cache.nbytes() == backbones.loaded()[0].nbytes() + head_bytes
+    assert cache.nbytes() < 1.1 * whole[0].nbytes()  # four models in the memory of one
+    [(labels, _)], own = loaded_memory(cache)
+    assert labels["base_model"] == "mobilenet_v2" and {m["kind"] for m, _ in own} == {"head"}
+    with torch.inference_mode():
+        for shared, alone in zip(loaded, whole, strict=True):
+            assert torch.allclose(shared.probabilities(IMAGES), alone.probabilities(IMAGES),
+                                  atol=1e-5)
+    cache.clear()
+    assert backbones.loaded() == []
+
+
+def test_partial_and_full_image_models_stay_whole_copies(images):
+    backbones = Backbones()
+    assert type(load_predictor(images["partial"], backbones=backbones)) is ImagePredictor
+    assert type(load_predictor(images["full"], backbones=backbones)) is ImagePredictor
+    assert backbones.loaded() == []
+    meta = json.loads((images["head0"] / "adapt.json").read_text())["sharing"]
+    assert meta == {"kind": "head", "encoder_fingerprint": vision.backbone_fingerprint(
+        images["head0"] / "model.safetensors", "mobilenet_v2")}
+    assert "sharing" not in json.loads((images["partial"] / "adapt.json").read_text())
+
+
+def test_an_image_head_checkpoint_without_a_record_shares_and_a_tampered_one_does_not(
+        images, tmp_path):
+    old = shutil.copytree(images["head1"], tmp_path / "old")
+    meta = json.loads((old / "adapt.json").read_text())
+    meta.pop("sharing")  # exported before image models shared: the method says head
+    (old / "adapt.json").write_text(json.dumps(meta))
+    tampered = shutil.copytree(images["head2"], tmp_path / "tampered")
+    weights = load_file(str(tampered / "model.safetensors"))
+    weights["features.0.0.weight"] += 0.01
+    save_file(weights, str(tampered / "model.safetensors"))
+    backbones = Backbones()
+    first = load_predictor(images["head0"], backbones=backbones)
+    assert load_predictor(old, backbones=backbones).backbone is first.backbone
+    assert type(load_predictor(tampered, backbones=backbones)) is ImagePredictor
+    assert len(backbones.loaded()) == 1
+
+
+def test_an_image_fan_out_runs_the_network_once_and_answers_as_one_at_a_time(images):
+    backbones = Backbones()
+    names = ["head0", "partial", "head1", "head2", "head40"]
+    models = [load_predictor(images[n], backbones=backbones) for n in names]
+    passes = []
+    models[0].backbone.encoder.register_forward_hook(lambda *_: passes.append(1))
+    together = run_many(models, IMAGES, top_k=2)
+    assert len(passes) == 2  # the three 32 px heads in one pass, the 40 px head in another
+    for name, got in zip(names, together, strict=True):
+        want = run_many([ImagePredictor(images[name])], IMAGES, top_k=2)[0]
+        assert [p["label"] for p in got] == [p["label"] for p in want]
+        assert torch.allclose(_scores(got), _scores(want), atol=1e-5)
+
+
+def test_single_image_predicts_for_models_on_one_backbone_run_as_one_batch(images):
+    backbones = Backbones()
+    names = ["head0", "head1", "head40"]
+    models = [load_predictor(images[n], backbones=backbones) for n in names]
+    for m in models:
+        m.start_batching(max_batch=64, max_wait_s=30.0, name="t")
+    with batching.incoming():  # one more request on its way: the batcher waits for the rest
+        futures = [m.batcher.submit(IMAGES[i:], 2) for i, m in enumerate(models)]
+    answers = [f.result(timeout=60) for f in futures]
+    assert models[0].backbone.batcher.batches == 1
+    for i, (name, got) in enumerate(zip(names, answers, strict=True)):
+        want = run_many([ImagePredictor(images[name])], IMAGES[i:], top_k=2)[0]
+        assert [p["label"] for p in got] == [p["label"] for p in want]
+        assert torch.allclose(_scores(got), _scores(want), atol=1e-5)
+    for m in models:
+        m.close()
+    assert backbones.loaded() == []

@@ -1,7 +1,6 @@
 """/metrics in the Prometheus text format, read back with prometheus_client's own parser: every
 family is there, and the values move when a job runs and finishes and when predict is called."""
 import math
-import time
 
 import pytest
 from helpers import toy_csv, wait_for_job

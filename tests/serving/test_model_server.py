@@ -1,7 +1,9 @@
 """The model server (app.models_api.model_server) behind real API processes: the same predictions
 as in-process predict, requests of two API processes batched together, a killed or stuck server
-is a 503 with Retry-After (never a hang) and works again once restarted, a full queue refuses with
-Retry-After, and a deleted model leaves the server's cache."""
+is a 503 with Retry-After (never a hang; while its keeper waits to start a crashing one again,
+the Retry-After is that wait) and works again once restarted, a full queue refuses with
+Retry-After, a deleted model leaves the server's cache, and a fan-out (text or image) runs there
+on one shared backbone."""
 import asyncio
 import contextlib
 import io
@@ -19,8 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
-from helpers import (ROOT, model_server_on_a_thread, model_server_stats, toy_csv, uvicorn_server,
-                     wait_for_job, wait_model_server)
+from helpers import (ROOT, digit_images, model_server_on_a_thread, model_server_stats, toy_csv,
+                     train_digits, uvicorn_server, wait_for_job, wait_model_server)
 
 from app import fast_predict, worker_pool
 from app.config import get_settings
@@ -88,6 +90,16 @@ def test_two_api_processes_get_in_process_results_from_shared_batches(client, tr
     assert any(len(b["callers"]) == 2 for b in batches), batches  # both API processes in one
 
 
+def _same_fan_out(res: httpx.Response, expected: list[dict]) -> None:
+    """A fan-out's answer through the server is the in-process one."""
+    assert res.status_code == 200, res.text
+    for got, want in zip(res.json()["data"], expected, strict=True):
+        assert got["model"] == want["model"]
+        assert [p["label"] for p in got["predictions"]] == [p["label"] for p in want["predictions"]]
+        assert [p["score"] for p in got["predictions"]] == pytest.approx(
+            [p["score"] for p in want["predictions"]], abs=1e-5)
+
+
 def test_a_fan_out_runs_on_the_server_with_one_backbone_and_metrics_show_its_memory(
         client, worker, served):
     """Two head models on one base: POST /v1/predict through an API process answers what the
@@ -106,12 +118,7 @@ def test_a_fan_out_runs_on_the_server_with_one_backbone_and_metrics_show_its_mem
     body = {"models": models, "inputs": TEXTS, "top_k": 2}
     expected = client.post("/v1/predict", json=body).json()["data"]  # this process, no server
     res = httpx.post(f"{api_a}/v1/predict", json=body, timeout=60)
-    assert res.status_code == 200, res.text
-    for got, want in zip(res.json()["data"], expected, strict=True):
-        assert got["model"] == want["model"]
-        assert [p["label"] for p in got["predictions"]] == [p["label"] for p in want["predictions"]]
-        assert [p["score"] for p in got["predictions"]] == pytest.approx(
-            [p["score"] for p in want["predictions"]], abs=1e-5)
+    _same_fan_out(res, expected)
     backbones, own = model_server_stats(path)["memory"]
     kinds = {labels["model"]: labels["kind"] for labels, _ in own}
     assert kinds[models[0]] == kinds[models[1]] == "head"
@@ -120,6 +127,20 @@ def test_a_fan_out_runs_on_the_server_with_one_backbone_and_metrics_show_its_mem
     metrics = httpx.get(f"{api_a}/metrics", timeout=30).text
     assert f'adapt_loaded_model_bytes{{kind="head",model="{models[0]}"}}' in metrics
     assert "adapt_loaded_backbone_bytes{" in metrics
+
+
+def test_an_image_fan_out_runs_on_the_server_on_one_shared_network(client, worker, served):
+    """Two image head models on one base: a multipart POST /v1/predict through an API process
+    answers what the in-process fan-out answers, and the server holds their network once."""
+    path, _, api_a, _ = served
+    models = train_digits(client, [("head", 1), ("head", 2)])
+    files = [("files", (f"{i}.png", b, "image/png")) for i, b in enumerate(digit_images(4))]
+    expected = client.post("/v1/predict", files=files, data={"models": models}).json()["data"]
+    res = httpx.post(f"{api_a}/v1/predict", files=files, data={"models": models}, timeout=60)
+    _same_fan_out(res, expected)
+    backbones, own = model_server_stats(path)["memory"]
+    assert [labels["base_model"] for labels, _ in backbones].count("mobilenet_v2") == 1
+    assert {labels["kind"] for labels, _ in own if labels["model"] in models} == {"head"}
 
 
 def test_a_stuck_or_killed_server_is_a_503_with_retry_after_then_works_again(trained, served):
@@ -146,6 +167,29 @@ def test_a_stuck_or_killed_server_is_a_503_with_retry_after_then_works_again(tra
     assert wait_model_server(path)["pid"] != pid
     res = httpx.post(url, json={"inputs": TEXTS[:1]}, timeout=30)
     assert res.status_code == 200, res.text
+
+
+def test_while_a_crashing_server_waits_to_start_again_retry_after_says_how_long(tmp_path):
+    """Its keeper backs off (app.worker_pool.Kept): a caller is told the wait, not "1 s" while
+    the server is down for longer."""
+    path = tmp_path / "crashing.sock"
+    kept = worker_pool.Kept(worker_pool.WorkerSpec("model-server", 0), ["sh", "-c", "exit 3"],
+                            restart_delay_s=5, down_file=model_server.down_file(path),
+                            name="model server")
+    try:
+        deadline = time.time() + 30
+        while not model_server.down_file(path).exists() and time.time() < deadline:
+            time.sleep(0.02)
+        with pytest.raises(Unavailable) as down:
+            asyncio.run(model_server.call(str(path), {"op": "stats"}, 5))
+    finally:
+        kept.stop()
+    assert down.value.status == 503 and down.value.code == "model_server_unavailable"
+    assert 3 <= int(down.value.headers["Retry-After"]) <= 5
+    assert "next start in" in down.value.message
+    with pytest.raises(Unavailable) as gone:  # nothing pending: the usual short retry
+        asyncio.run(model_server.call(str(path), {"op": "stats"}, 5))
+    assert gone.value.headers["Retry-After"] == "1"
 
 
 def test_deleting_a_model_unloads_it_from_the_server(client, trained, served):

@@ -6,7 +6,6 @@ import os
 import socket
 import zipfile
 
-import boto3
 import pytest
 
 import s3server

@@ -1,7 +1,9 @@
 """One worker process per GPU, worked out on a machine without one by giving `plan` the GPU ids
 a GPU machine would show: each process is pinned to its own GPU(s) with CUDA_VISIBLE_DEVICES and
 consumes the queues of its class; a CPU-only machine runs one CPU worker. The supervisor restarts
-a process that dies and passes SIGTERM on to all of them. SIGTERM's checkpoint time is bounded."""
+a process that dies and passes SIGTERM on to all of them. SIGTERM's checkpoint time is bounded.
+A process kept running beside the API (Kept) that keeps crashing is started less and less often."""
+import json
 import os
 import signal
 import subprocess
@@ -173,3 +175,69 @@ def test_the_cpu_worker_beside_the_api_runs_nicer(monkeypatch):
         serve.main(["--predict-in-process"])
         assert seen == [min(mine + nice, 19)]
         assert started[0].poll() is not None  # stopped with the API
+
+
+def _kept(tmp_path, script: str, **backoff) -> worker_pool.Kept:
+    """A Kept process running `script` (sh), which logs its starts to tmp_path/starts."""
+    starts = tmp_path / "starts"
+    return worker_pool.Kept(WorkerSpec("test", 0), ["sh", "-c", f"date +%s.%N >> {starts}; "
+                                                    + script], name="fake", **backoff)
+
+
+def _wait_starts(tmp_path, n: int, timeout: float = 60) -> list[float]:
+    deadline, starts = time.time() + timeout, tmp_path / "starts"
+    while time.time() < deadline:
+        found = [float(x) for x in starts.read_text().split()] if starts.exists() else []
+        if len(found) >= n:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"{n} starts expected within {timeout} s")
+
+
+def _delays(caplog) -> list[float]:
+    return [float(r.getMessage().rsplit(" in ", 1)[1].removesuffix(" s"))
+            for r in caplog.records if "starting it again in" in r.getMessage()]
+
+
+def test_a_process_that_keeps_crashing_is_started_again_less_and_less_often(tmp_path, caplog):
+    caplog.set_level("WARNING", logger="app.worker_pool")
+    kept = _kept(tmp_path, "exit 3", restart_delay_s=0.2, max_delay_s=0.8, stable_s=30)
+    try:
+        starts = _wait_starts(tmp_path, 6)
+    finally:
+        kept.stop()
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    for gap, delay in zip(gaps, [0.2, 0.4, 0.8, 0.8, 0.8]):
+        assert delay <= gap < delay + 5, gaps  # (a busy machine only ever adds)
+    assert _delays(caplog)[:5] == [0.2, 0.4, 0.8, 0.8, 0.8]
+    assert "exited (3) after" in caplog.records[0].getMessage()
+
+
+def test_a_process_that_stayed_up_a_while_waits_the_first_delay_again(tmp_path, caplog):
+    caplog.set_level("WARNING", logger="app.worker_pool")
+    count = tmp_path / "count"
+    # crashes at once twice, stays up past stable_s the third time, then crashes at once again
+    script = (f"n=$(cat {count} 2>/dev/null || echo 0); echo $((n + 1)) > {count}; "
+              "[ \"$n\" -eq 2 ] && sleep 3; exit 3")
+    kept = _kept(tmp_path, script, restart_delay_s=0.2, max_delay_s=10, stable_s=2)
+    try:
+        _wait_starts(tmp_path, 5)
+    finally:
+        kept.stop()
+    assert _delays(caplog)[:4] == [0.2, 0.4, 0.2, 0.4]
+
+
+def test_while_it_waits_the_next_start_is_written_down(tmp_path):
+    down = tmp_path / "server.sock.down"
+    kept = _kept(tmp_path, "exit 3", restart_delay_s=3, down_file=down)
+    try:
+        deadline = time.time() + 30
+        while not down.exists() and time.time() < deadline:
+            time.sleep(0.02)
+        due = json.loads(down.read_text())["restart_at"] - time.time()
+        assert 1 < due <= 3
+        _wait_starts(tmp_path, 2)
+        assert not down.exists() or json.loads(down.read_text())["restart_at"] > time.time()
+    finally:
+        kept.stop()
+    assert not down.exists()

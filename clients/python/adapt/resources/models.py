@@ -81,12 +81,14 @@ class Models:
         return self._http.call(Call("POST", f"/v1/models/{model_id}/predict", json=body,
                                     safe=True, into=PredictionResult.model_validate))
 
-    def predict_many(self, model_ids: Sequence[str], inputs: Sequence[str], *,
+    def predict_many(self, model_ids: Sequence[str],
+                     inputs: Sequence[str | bytes | dict[str, Any]], *,
                      top_k: int | None = None,
                      min_confidence: float | None = None) -> PredictionList:
-        """The same texts asked of several text models on one base model (at most 32, each
-        once) in one request and one encoder pass; one PredictionResult per model, in order."""
-        body: dict[str, Any] = {"models": list(model_ids), "inputs": list(inputs)}
+        """The same texts (or images: bytes of a file) asked of several models of one task on
+        one base model (at most 32, each once) in one request and one backbone pass; one
+        PredictionResult per model, in order."""
+        body: dict[str, Any] = {"models": list(model_ids), "inputs": [_input(v) for v in inputs]}
         if top_k is not None:
             body["top_k"] = top_k
         if min_confidence is not None:
