@@ -21,8 +21,8 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
 from app.ml import modeling_adapt, sharing
-from app.ml.data import pool_windows
-from app.ml.modeling_adapt import MODEL_TYPE, AdaptTextClassifierConfig, build_encoder, pool
+from app.ml.modeling_adapt import (MODEL_TYPE, AdaptTextClassifierConfig, build_encoder, pool,
+                                   pool_windows)
 
 log = logging.getLogger(__name__)
 

@@ -35,6 +35,15 @@ class AdaptTextClassifierConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
 
+def pool_windows(logits: torch.Tensor, doc: torch.Tensor) -> torch.Tensor:
+    """The mean of each text's window logits ([windows, C] → [texts, C]; doc: each row's text)."""
+    n = int(doc.max()) + 1
+    sums = torch.zeros(n, logits.shape[-1], dtype=logits.dtype, device=logits.device)
+    sums.index_add_(0, doc, logits)
+    counts = torch.bincount(doc, minlength=n).to(logits.dtype)
+    return sums / counts.unsqueeze(-1)
+
+
 def encoder_config(cfg: dict) -> PretrainedConfig:
     return CONFIG_MAPPING[cfg["model_type"]].from_dict(cfg)
 

@@ -20,10 +20,10 @@ from safetensors.torch import load_file
 from app.config import get_settings
 from app.ml import explain as ml_explain
 from app.ml import sharing
-from app.ml.data import collate, encode_windows, pool_windows
+from app.ml.data import collate, text_windows
 from app.ml.modeling import (ADAPT_FILE, WEIGHTS_FILE, TextClassifier, load_exported,
                              load_tokenizer)
-from app.ml.modeling_adapt import build_encoder
+from app.ml.modeling_adapt import build_encoder, pool_windows
 from app.ml.precision import autocast, autocast_dtype
 from app.ml.vision import load_exported as load_vision
 from app.models_api.batching import Arrival, Batcher
@@ -130,11 +130,7 @@ class Predictor(_Predictor):
 
     def windows(self, texts: list[str]) -> list[list[list[int]]]:
         """Each text's token ids: one window, or (chunking) the windows it was trained with."""
-        if chunking := self.meta.get("chunking"):  # long texts read in windows, as trained
-            return encode_windows(self.tokenizer, texts, [0] * len(texts), self.max_length,
-                                  chunking["overlap"], chunking["max_chunks"]).windows
-        return [[x] for x in self.tokenizer(texts, truncation=True,
-                                           max_length=self.max_length)["input_ids"]]
+        return text_windows(self.tokenizer, texts, self.max_length, self.meta.get("chunking"))
 
     def probabilities(self, texts: list[str]) -> torch.Tensor:
         """Sorted by length and run in chunks of at most CHUNK texts, each padded only to its

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from app.ml.config import TrainConfig, resolve_hyperparameters
-from app.ml.data import Splits, encode_windows, pool_windows
+from app.ml.data import Splits, encode_windows
 from app.ml.modeling import load_tokenizer
+from app.ml.modeling_adapt import pool_windows
 from app.ml.recipe import BaseModelSpec, build_recipe
 from app.models_api.inference import Predictor
 
