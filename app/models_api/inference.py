@@ -154,7 +154,8 @@ class Predictor(_Predictor):
     def attributions(self, texts: list[str], targets: list[int | None],
                      steps: int) -> list[ml_explain.Explanation]:
         return ml_explain.explain_texts(self.model, self.tokenizer, texts, self.max_length,
-                                        targets, steps, self.device, self.temperature)
+                                        targets, steps, self.device, self.temperature,
+                                        chunking=self.meta.get("chunking"))
 
     def render(self, item: ml_explain.Explanation) -> dict:
         return {"words": [{"word": w, "start": s, "end": e, "score": score}

@@ -1,6 +1,6 @@
 """Long texts: windows that cover a text with the overlap asked for, chosen automatically when
 most texts overflow max_length, and a model that finds evidence truncation cannot see — in
-training and in the service's predict."""
+training and in the service's predict, and, read the same way, in explain."""
 import random
 
 import pytest
@@ -11,7 +11,7 @@ from app.ml.data import Splits, encode_windows
 from app.ml.modeling import load_tokenizer
 from app.ml.modeling_adapt import pool_windows
 from app.ml.recipe import BaseModelSpec, build_recipe
-from app.models_api.inference import Predictor
+from app.models_api.inference import Predictor, load_predictor
 
 FILLER = ["film", "scene", "actor", "story", "plot", "camera", "music", "screen"]
 
@@ -71,8 +71,15 @@ def test_the_default_overlap_follows_a_short_max_length_and_a_given_one_is_check
         resolve_hyperparameters("head", {"max_length": 16, "chunk_overlap": 10})
 
 
-def test_chunking_is_chosen_when_texts_overflow_and_finds_late_evidence(tiny_model, tmp_path):
-    chunked, result = train(tiny_model, tmp_path, "auto")
+@pytest.fixture(scope="module")
+def chunked(tiny_model, tmp_path_factory):
+    """(recipe, result) of a head model trained with chunking chosen automatically."""
+    return train(tiny_model, tmp_path_factory.mktemp("chunked"), "auto")
+
+
+def test_chunking_is_chosen_when_texts_overflow_and_finds_late_evidence(tiny_model, tmp_path,
+                                                                        chunked):
+    _, result = chunked
     data = result.best_report["data"]
     assert data["chunking"] and data["chosen"] == "auto"
     assert data["longer_than_max_length"] == data["examples"] == 128
@@ -99,3 +106,29 @@ def test_the_chunking_hyperparameter_overrides_the_automatic_choice(tiny_model, 
     task.prepare(TrainConfig(method="full", labels=["a", "b"], hyperparameters=hp),
                  short.train, short.validation)
     assert task.chunking is bool(mode) and task.data_report["longer_than_max_length"] == 0
+
+
+# -- everything else that reads a chunked model's texts reads them as predict does ------------
+def test_explain_attributes_every_window_and_gives_predicts_probabilities(chunked):
+    """The deciding words sit past the first window: explain scores them (cut at max_length they
+    scored 0 and the text was `truncated`), with predict's probabilities; only words past the
+    last window (max_chunks) are left unscored."""
+    ckpt = chunked[1].best_checkpoint
+    predictor = load_predictor(ckpt)  # a head model: on a shared backbone, as served
+    texts, labels = long_docs(6, 4)
+    texts.append(" ".join(["film"] * 400 + ["wonderful"] * 30))  # 430 words: past 8 windows
+    with torch.inference_mode():
+        probs = predictor.probabilities(texts)
+    found = predictor.attributions(texts, [None] * len(texts), steps=8)
+    for text, item, p in zip(texts, found, probs, strict=True):
+        assert torch.allclose(item.probs, p, atol=1e-5)
+        assert [w for w, *_ in item.words] == text.split()
+    for item, y in zip(found[:6], labels, strict=True):
+        assert not item.truncated and item.target == y  # the model reads the late words
+        if y == 1:  # (the all-padding baseline already reads as "bad": nothing to attribute)
+            late = [s for w, *_, s in item.words if w == "wonderful"]
+            filler = [abs(s) for w, *_, s in item.words if w != "wonderful"]
+            assert sum(late) > 0.5 and sum(late) / len(late) > 3 * sum(filler) / len(filler)
+    cut = found[-1]
+    assert cut.truncated and all(s == 0 for *_, s in cut.words[-30:])  # past the 8th window
+    assert any(s != 0 for *_, s in cut.words[:100])
