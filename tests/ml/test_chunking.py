@@ -1,11 +1,15 @@
 """Long texts: windows that cover a text with the overlap asked for, chosen automatically when
 most texts overflow max_length, and a model that finds evidence truncation cannot see — in
-training and in the service's predict, and, read the same way, in explain."""
+training and in the service's predict, and, read the same way, in explain and in the
+downloaded checkpoint in transformers."""
 import random
+import zipfile
 
 import pytest
 import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
+from app.jobs.archive import zip_directory
 from app.ml.config import TrainConfig, resolve_hyperparameters
 from app.ml.data import Splits, encode_windows
 from app.ml.modeling import load_tokenizer
@@ -132,3 +136,27 @@ def test_explain_attributes_every_window_and_gives_predicts_probabilities(chunke
     cut = found[-1]
     assert cut.truncated and all(s == 0 for *_, s in cut.words[-30:])  # past the 8th window
     assert any(s != 0 for *_, s in cut.words[:100])
+
+
+def test_the_downloaded_checkpoint_reads_long_texts_as_predict_does(chunked, tmp_path):
+    """The checkpoint's ZIP as GET /v1/checkpoints/{id}/content sends it, unzipped: the README's
+    pipeline, and the model's predict_texts, give predict's probabilities for long texts."""
+    ckpt = chunked[1].best_checkpoint
+    (tmp_path / "staging").mkdir()
+    with zipfile.ZipFile(zip_directory(ckpt, tmp_path / "staging")) as zf:
+        zf.extractall(tmp_path / "download")
+    texts = long_docs(8, 5)[0] + ["a short wonderful film"]
+    with torch.inference_mode():
+        want = load_predictor(ckpt).probabilities(texts)
+    clf = pipeline("text-classification", model=str(tmp_path / "download"),
+                   trust_remote_code=True)
+    for batch_size in (1, 4):
+        got = clf(texts, top_k=None, batch_size=batch_size)
+        for row, probs in zip(got, want, strict=True):
+            scores = {r["label"]: r["score"] for r in row}
+            assert [scores[label] for label in ["bad", "good"]] == pytest.approx(
+                probs.tolist(), abs=1e-5)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tmp_path / "download", trust_remote_code=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "download", trust_remote_code=True)
+    assert torch.allclose(model.predict_texts(tokenizer, texts), want, atol=1e-5)
