@@ -1,19 +1,24 @@
 """Long texts: windows that cover a text with the overlap asked for, chosen automatically when
 most texts overflow max_length, and a model that finds evidence truncation cannot see — in
-training and in the service's predict, and, read the same way, in explain and in the
-downloaded checkpoint in transformers."""
+training and in the service's predict, and, read the same way, in explain, the downloaded
+checkpoint in transformers and an ONNX export (its README's code and the worker's evaluation)."""
+import io
 import random
+import re
 import zipfile
+from contextlib import redirect_stdout
 
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 from app.jobs.archive import zip_directory
+from app.ml import runtime_eval
 from app.ml.config import TrainConfig, resolve_hyperparameters
 from app.ml.data import Splits, encode_windows
 from app.ml.modeling import load_tokenizer
 from app.ml.modeling_adapt import pool_windows
+from app.ml.onnx_export import export_onnx
 from app.ml.recipe import BaseModelSpec, build_recipe
 from app.models_api.inference import Predictor, load_predictor
 
@@ -160,3 +165,30 @@ def test_the_downloaded_checkpoint_reads_long_texts_as_predict_does(chunked, tmp
         tmp_path / "download", trust_remote_code=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "download", trust_remote_code=True)
     assert torch.allclose(model.predict_texts(tokenizer, texts), want, atol=1e-5)
+
+
+def test_an_onnx_export_and_its_evaluation_read_long_texts_as_predict_does(chunked, tmp_path,
+                                                                           monkeypatch):
+    """The export archive's README code, run on long texts, prints predict's labels; the worker's
+    evaluation reads windows on both sides, so each scores what predict scores."""
+    from workers.exports import evaluate  # deferred: the worker's export task
+
+    ckpt = chunked[1].best_checkpoint
+    onnx_path = export_onnx(ckpt, tmp_path / "export", None)
+    texts, labels = long_docs(16, 6)
+    with torch.inference_mode():
+        want = load_predictor(ckpt).probabilities(texts).argmax(-1).tolist()
+    accuracy = sum(p == y for p, y in zip(want, labels)) / len(labels)
+    assert accuracy >= 0.9  # the late evidence is read
+    ev = evaluate(ckpt, onnx_path, runtime_eval.Inputs(ckpt),
+                  Splits(["bad", "good"], [], [], texts, labels))
+    assert ev["original"]["accuracy"] == ev["export"]["accuracy"] == pytest.approx(accuracy)
+    assert ev["delta"]["agreement"] == 1.0
+    code = re.search(r"```python\n(.*?)```", (tmp_path / "export" / "README.md").read_text(),
+                     re.S).group(1)
+    code = re.sub(r"^texts = .*$", f"texts = {texts!r}", code, count=1, flags=re.M)
+    monkeypatch.chdir(tmp_path / "export")
+    out = io.StringIO()
+    with redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the export's own README
+    assert eval(out.getvalue()) == [["bad", "good"][i] for i in want]  # noqa: S307 - labels
