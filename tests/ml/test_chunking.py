@@ -1,7 +1,8 @@
 """Long texts: windows that cover a text with the overlap asked for, chosen automatically when
 most texts overflow max_length, and a model that finds evidence truncation cannot see — in
 training and in the service's predict, and, read the same way, in explain, the downloaded
-checkpoint in transformers and an ONNX export (its README's code and the worker's evaluation)."""
+checkpoint in transformers, an ONNX export (its README's code and the worker's evaluation) and the
+figures a compressed model is measured by."""
 import io
 import random
 import re
@@ -16,6 +17,8 @@ from app.jobs.archive import zip_directory
 from app.ml import runtime_eval
 from app.ml.config import TrainConfig, resolve_hyperparameters
 from app.ml.data import Splits, encode_windows
+from app.ml.distill import teacher_logits
+from app.ml.measure import figures
 from app.ml.modeling import load_tokenizer
 from app.ml.modeling_adapt import pool_windows
 from app.ml.onnx_export import export_onnx
@@ -192,3 +195,18 @@ def test_an_onnx_export_and_its_evaluation_read_long_texts_as_predict_does(chunk
     with redirect_stdout(out):
         exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the export's own README
     assert eval(out.getvalue()) == [["bad", "good"][i] for i in want]  # noqa: S307 - labels
+
+
+def test_measure_and_teacher_logits_read_long_texts_as_predict_does(chunked):
+    """What a compressed model is measured against (figures' accuracy) and what a student
+    learns from (teacher_logits) are the chunked model's predictions, not truncation's."""
+    ckpt = chunked[1].best_checkpoint
+    texts, labels = long_docs(16, 7)
+    predictor = load_predictor(ckpt)
+    with torch.inference_mode():
+        probs = predictor.probabilities(texts)
+    logits = teacher_logits(ckpt, texts)
+    assert torch.allclose((logits / predictor.temperature).softmax(-1), probs, atol=1e-5)
+    accuracy = sum(p == y for p, y in zip(probs.argmax(-1).tolist(), labels)) / len(labels)
+    got = figures(ckpt, texts, labels, latency_examples=3)
+    assert got["accuracy"] == round(accuracy, 4) >= 0.9 and got["latency_ms_b1"] > 0
