@@ -233,35 +233,53 @@ def token_counts(tokenizer, texts: Sequence[str]) -> list[int]:
     return [len(x) + extra for x in ids]
 
 
+def split_windows(tokenizer, texts: Sequence[str], max_length: int, overlap: int,
+                  max_chunks: int, **fields) -> tuple[dict, list[list[int]]]:
+    """The tokenizer's windows of the texts: max_length tokens each (special tokens included),
+    each sharing `overlap` tokens with the one before (its own overflow with stride), and per
+    text the rows of its first max_chunks windows (the text's rest is cut, as truncation would).
+    `fields`: what else the tokenizer returns per window (offsets, special-tokens masks)."""
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length, stride=overlap,
+                    return_overflowing_tokens=True, **fields)
+    rows: list[list[int]] = [[] for _ in texts]
+    for row, owner in enumerate(enc["overflow_to_sample_mapping"]):
+        if len(rows[owner]) < max_chunks:
+            rows[owner].append(row)
+    return enc, rows
+
+
 def encode_windows(tokenizer, texts: Sequence[str], labels: Sequence[int], max_length: int,
                    overlap: int, max_chunks: int) -> WindowedTexts:
-    """Split every text into windows of max_length tokens (special tokens included), each
-    sharing `overlap` tokens with the one before (the tokenizer's own overflow with stride); at
-    most max_chunks windows per text (the text's rest is cut, as truncation would)."""
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length, stride=overlap,
-                    return_overflowing_tokens=True)
-    out: list[list[list[int]]] = [[] for _ in texts]
-    for ids, owner in zip(enc["input_ids"], enc["overflow_to_sample_mapping"], strict=True):
-        if len(out[owner]) < max_chunks:
-            out[owner].append(ids)
-    return WindowedTexts(out, list(labels))
+    """Every text as its windows (split_windows)."""
+    enc, rows = split_windows(tokenizer, texts, max_length, overlap, max_chunks)
+    return WindowedTexts([[enc["input_ids"][r] for r in rs] for rs in rows], list(labels))
+
+
+def text_windows(tokenizer, texts: Sequence[str], max_length: int,
+                 chunking: dict | None) -> list[list[list[int]]]:
+    """Each text's token ids as a model reads them: one window cut at max_length, or (chunking:
+    {"overlap", "max_chunks"}, as a checkpoint's adapt.json records it) the overlapping windows
+    it was trained with."""
+    if chunking:
+        return encode_windows(tokenizer, texts, [0] * len(texts), max_length,
+                              chunking["overlap"], chunking["max_chunks"]).windows
+    return [[x] for x in tokenizer(list(texts), truncation=True,
+                                   max_length=max_length)["input_ids"]]
+
+
+def collate_windows(windows: Sequence[Sequence[list[int]]],
+                    pad_id: int) -> dict[str, torch.Tensor]:
+    """The windows of some texts in one padded batch, and `doc`: which text each row belongs to
+    (the model averages the rows' logits per text)."""
+    flat = [(row, w) for row, ws in enumerate(windows) for w in ws]
+    inputs = collate([w for _, w in flat], pad_id)
+    inputs["doc"] = torch.tensor([row for row, _ in flat], dtype=torch.long)
+    return inputs
 
 
 def window_batches(data: WindowedTexts, batch_list: Sequence[Sequence[int]], pad_id: int,
                    start: int = 0) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
-    """Every window of the batch's examples in one padded tensor, and `doc`: which example of
-    the batch each window belongs to (the model averages the windows' logits per example)."""
+    """Every window of the batch's examples in one padded tensor, with `doc` (collate_windows)."""
     for idx in batch_list[start:]:
-        flat = [(row, w) for row, i in enumerate(idx) for w in data.windows[i]]
-        inputs = collate([w for _, w in flat], pad_id)
-        inputs["doc"] = torch.tensor([row for row, _ in flat], dtype=torch.long)
-        yield inputs, torch.tensor([data.labels[i] for i in idx], dtype=torch.long)
-
-
-def pool_windows(logits: torch.Tensor, doc: torch.Tensor) -> torch.Tensor:
-    """The mean of each example's window logits ([windows, C] → [examples, C])."""
-    n = int(doc.max()) + 1
-    sums = torch.zeros(n, logits.shape[-1], dtype=logits.dtype, device=logits.device)
-    sums.index_add_(0, doc, logits)
-    counts = torch.bincount(doc, minlength=n).to(logits.dtype)
-    return sums / counts.unsqueeze(-1)
+        yield (collate_windows([data.windows[i] for i in idx], pad_id),
+               torch.tensor([data.labels[i] for i in idx], dtype=torch.long))

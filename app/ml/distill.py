@@ -73,7 +73,8 @@ def _fingerprint(teacher_dir: Path, inputs: list) -> str:
 @torch.no_grad()
 def teacher_logits(teacher_dir: Path, inputs: list, *, images_zip: Path | None = None,
                    batch_size: int = 64, device: str = "cpu") -> torch.Tensor:
-    """The teacher's logits [N, C] (fp32) for texts, or for image members of images_zip."""
+    """The teacher's logits [N, C] (fp32) for texts, or for image members of images_zip; a
+    chunked teacher's are, as in predict, the mean of each text's windows' logits."""
     if images_zip is not None:
         net, pre, _ = vision.load_exported(teacher_dir, device)
         tf, out = pre.eval_transform(), []
@@ -84,10 +85,11 @@ def teacher_logits(teacher_dir: Path, inputs: list, *, images_zip: Path | None =
                 out.append(net(pixels.to(device)).float().cpu())
         return torch.cat(out) if out else torch.empty(0)
     model, tokenizer, meta = modeling.load_exported(teacher_dir, device)
-    ids = tokenizer(list(inputs), truncation=True, max_length=meta.get("max_length", 128))["input_ids"]
-    pad, out = tokenizer.pad_token_id or 0, torch.empty(len(ids), len(meta["labels"]))
-    for idx in D.by_length([len(x) for x in ids], batch_size):
-        batch = D.collate([ids[i] for i in idx], pad)
+    windows = D.text_windows(tokenizer, list(inputs), meta.get("max_length", 128),
+                             meta.get("chunking"))
+    pad, out = tokenizer.pad_token_id or 0, torch.empty(len(windows), len(meta["labels"]))
+    for idx in D.by_length([sum(map(len, w)) for w in windows], batch_size):
+        batch = D.collate_windows([windows[i] for i in idx], pad)
         out[idx] = model(**{k: v.to(device) for k, v in batch.items()}).float().cpu()
     return out
 

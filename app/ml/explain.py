@@ -6,6 +6,16 @@ token's score is its attribution summed over the embedding's width, and a word's
 the whitespace-separated spans of the original text) is the sum of its tokens' scores, found
 through the tokenizer's character offsets. Positive: the word pushes toward the target label.
 
+Long texts of a chunked model are read as predict reads them: every window (up to max_chunks) goes
+through the encoder and the prediction is the softmax of the mean of the windows' logits. What is
+attributed is that pooled probability, with all of a text's windows moved together from their
+baselines: the integrated gradients then add up (completeness) to the change of the probability
+predict reports — attributing each window's own probability instead would explain numbers predict
+never gives (a window's softmax is not the document's, and they do not add up to it). A token in
+the overlap of two windows is an input of both, and its effect on the document reaches the output
+through both: its score is the sum of its two attributions (an average would halve its share and
+break completeness). `truncated` is true only when words lie past the last window.
+
 Images: integrated gradients on the pixels the model saw (its centre crop), from a blurred copy
 of them as the baseline (what is there beyond the blur: edges and strokes); a pixel's score is its
 positive attribution summed over the colour channels, placed back through the evaluation
@@ -23,7 +33,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from app.ml.data import collate
+from app.ml.data import collate, split_windows
 from app.ml.vision import Preprocess
 
 TEXT_METHOD = "integrated_gradients"
@@ -40,7 +50,7 @@ class Explanation:
     probs: torch.Tensor            # the model's probabilities for the input, one per label
     target: int                    # the label index the attributions are for
     words: list[tuple[str, int, int, float]] = field(default_factory=list)  # word, start, end, score
-    truncated: bool = False        # words past the model's max_length (scored 0)
+    truncated: bool = False        # words past what the model reads (scored 0)
     heatmap: np.ndarray | None = None  # float32 [H, W] in [0, 1], at the input's resolution
 
 
@@ -67,46 +77,75 @@ def merge_to_words(text: str, offsets: list[tuple[int, int]], token_scores: list
             not all(seen))
 
 
-def _probabilities(model: nn.Module, temperature: float = 1.0):
+def _pooled_probabilities(model: nn.Module, temperature: float, doc: torch.Tensor):
+    """forward(input_ids, attention_mask) → each text's probabilities: the softmax of the mean of
+    its windows' logits (rows: windows, `doc`: their texts) ÷ temperature, as predict gives them.
+    Captum runs several interpolation steps in one call, its inputs repeated step after step: the
+    rows of step s are windows s·W … (s+1)·W − 1, and their texts become s·T … (s+1)·T − 1."""
+    windows, texts = len(doc), int(doc.max()) + 1
+
     def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return (model(input_ids, attention_mask).float() / temperature).softmax(-1)
+        steps = input_ids.shape[0] // windows
+        shift = torch.arange(steps, device=doc.device).repeat_interleave(windows) * texts
+        logits = model(input_ids, attention_mask, doc=doc.repeat(steps) + shift)
+        return (logits.float() / temperature).softmax(-1)
     return forward
+
+
+def _of_target(forward, targets: list[int]):
+    """forward's probability of each text's target (one number a text and step): Captum's own
+    target argument must have a row per input row, and the rows here are windows, not texts."""
+    def target_probability(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        probs = forward(input_ids, attention_mask)
+        tgt = torch.tensor(targets, device=probs.device).repeat(len(probs) // len(targets))
+        return probs.gather(1, tgt[:, None])[:, 0]
+    return target_probability
 
 
 def explain_texts(model: nn.Module, tokenizer, texts: list[str], max_length: int,
                   targets: list[int | None], steps: int, device: str = "cpu",
-                  temperature: float = 1.0) -> list[Explanation]:
+                  temperature: float = 1.0, chunking: dict | None = None) -> list[Explanation]:
     """Word attributions for each text toward its target (None: the predicted label), with
     integrated gradients of the target's (calibrated: logits / temperature) probability, in
-    `steps` steps."""
-    enc = tokenizer(texts, truncation=True, max_length=max_length, return_offsets_mapping=True,
-                    return_special_tokens_mask=True)
+    `steps` steps. Each text is read as predict reads it: cut at max_length, or (`chunking`, the
+    checkpoint's {"overlap", "max_chunks"}) in the windows it was trained with, the windows'
+    logits averaged (see the module's docstring)."""
+    overlap, max_chunks = (chunking["overlap"], chunking["max_chunks"]) if chunking else (0, 1)
+    enc, rows = split_windows(tokenizer, texts, max_length, overlap, max_chunks,
+                              return_offsets_mapping=True, return_special_tokens_mask=True)
     # deferred: captum.attr takes ~1.5 s to import (matplotlib): only when something is explained.
     from captum.attr import LayerIntegratedGradients
 
     pad_id = tokenizer.pad_token_id or 0
     embeddings = model.encoder.get_input_embeddings()
-    lig = LayerIntegratedGradients(_probabilities(model, temperature), embeddings)
-    order = sorted(range(len(texts)), key=lambda i: len(enc["input_ids"][i]))
+    order = sorted(range(len(texts)), key=lambda i: sum(len(enc["input_ids"][r]) for r in rows[i]))
     out: list[Explanation | None] = [None] * len(texts)
     for c in range(0, len(order), TEXT_CHUNK):
         idx = order[c: c + TEXT_CHUNK]
-        batch = collate([enc["input_ids"][i] for i in idx], pad_id)
+        flat = [(j, r) for j, i in enumerate(idx) for r in rows[i]]  # (text in chunk, window)
+        batch = collate([enc["input_ids"][r] for _, r in flat], pad_id)
         ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        special = collate([enc["special_tokens_mask"][i] for i in idx], 1)["input_ids"].to(device)
+        special = collate([enc["special_tokens_mask"][r] for _, r in flat], 1)["input_ids"]
+        special = special.to(device)
         baseline = torch.where(special.bool(), ids, torch.full_like(ids, pad_id))
+        pooled = _pooled_probabilities(model, temperature,
+                                       torch.tensor([j for j, _ in flat], device=device))
         with torch.no_grad():
-            probs = _probabilities(model, temperature)(ids, mask).cpu()
+            probs = pooled(ids, mask).cpu()
         tgt = [targets[i] if targets[i] is not None else int(probs[j].argmax())
                for j, i in enumerate(idx)]
-        attr = lig.attribute(ids, baselines=baseline, target=tgt, additional_forward_args=(mask,),
+        lig = LayerIntegratedGradients(_of_target(pooled, tgt), embeddings)
+        attr = lig.attribute(ids, baselines=baseline, additional_forward_args=(mask,),
                              n_steps=steps,
-                             internal_batch_size=max(len(idx), TOKENS_PER_PASS // ids.shape[1]))
+                             internal_batch_size=max(len(flat), TOKENS_PER_PASS // ids.shape[1]))
         scores = (attr.sum(-1) * mask).detach().float().cpu()
+        offsets: list[list] = [[] for _ in idx]
+        token_scores: list[list[float]] = [[] for _ in idx]
+        for k, (j, r) in enumerate(flat):  # a text's windows in order; overlapping tokens sum
+            offsets[j] += [tuple(o) for o in enc["offset_mapping"][r]]
+            token_scores[j] += scores[k, :len(enc["input_ids"][r])].tolist()
         for j, i in enumerate(idx):
-            n = len(enc["input_ids"][i])
-            words, truncated = merge_to_words(texts[i], [tuple(o) for o in enc["offset_mapping"][i]],
-                                              scores[j, :n].tolist())
+            words, truncated = merge_to_words(texts[i], offsets[j], token_scores[j])
             out[i] = Explanation(probs[j], tgt[j], words=words, truncated=truncated)
     return out
 

@@ -1,7 +1,8 @@
 """What a model costs and how well it does, measured the same way for any exported checkpoint:
 parameters, weight-file size, forward latency at batch 1 on this CPU, accuracy on given examples.
 A distilled or pruned model is measured beside its source with these (workers/compression.py,
-benchmarks/compress.py)."""
+benchmarks/compress.py). Texts are read as predict reads them: a chunked model's in its windows,
+so batch 1 is one text (all its windows) and accuracy is that of the mean of the windows' logits."""
 import statistics
 import time
 import zipfile
@@ -25,9 +26,10 @@ def _load(ckpt_dir: Path, inputs: list, images_zip: Path | None) -> tuple[torch.
             ready = [{"x": tf(vision.decode_image(zf.read(m)))[None]} for m in inputs]
         return _Positional(net), ready
     model, tokenizer, meta = modeling.load_exported(ckpt_dir)
-    ids = tokenizer(list(inputs), truncation=True, max_length=meta.get("max_length", 128))["input_ids"]
+    windows = D.text_windows(tokenizer, list(inputs), meta.get("max_length", 128),
+                             meta.get("chunking"))
     pad = tokenizer.pad_token_id or 0
-    return model, [D.collate([x], pad) for x in ids]
+    return model, [D.collate_windows([w], pad) for w in windows]
 
 
 class _Positional(torch.nn.Module):

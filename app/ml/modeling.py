@@ -1,11 +1,14 @@
 """A text classifier: a transformers encoder, the pooling its checkpoint was trained with, a head.
 
 Exported checkpoints are a transformers model directory of their own class: config.json
-(`model_type` "adapt-text-classifier", the encoder's config under `adapt_encoder`, `auto_map` →
-the shipped modeling_adapt.py), model.safetensors (encoder.* and head.* — this TextClassifier's
-own state dict), the tokenizer, adapt.json, and a sentence-transformers layout (modules.json,
-1_Pooling/) for the encoder's embeddings. `AutoModelForSequenceClassification` and
-`pipeline("text-classification")` load it with trust_remote_code=True, and refuse without.
+(`model_type` "adapt-text-classifier", the encoder's config under `adapt_encoder`, how texts are
+read — `adapt_max_length`, `adapt_chunking` — `auto_map` → the shipped modeling_adapt.py,
+`custom_pipelines` → the shipped pipeline_adapt.py), model.safetensors (encoder.* and head.* —
+this TextClassifier's own state dict), the tokenizer, adapt.json, and a sentence-transformers
+layout (modules.json, 1_Pooling/) for the encoder's embeddings.
+`AutoModelForSequenceClassification` and `pipeline("text-classification")` load it with
+trust_remote_code=True, and refuse without; the pipeline (and `model.predict_texts`) reads long
+texts as predict does.
 Checkpoints of the old layout (the encoder's own config + head.safetensors) still load here.
 """
 import copy
@@ -21,17 +24,25 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
 from app.ml import modeling_adapt, sharing
-from app.ml.data import pool_windows
-from app.ml.modeling_adapt import MODEL_TYPE, AdaptTextClassifierConfig, build_encoder, pool
+from app.ml.modeling_adapt import (MODEL_TYPE, AdaptTextClassifierConfig, build_encoder, pool,
+                                   pool_windows)
 
 log = logging.getLogger(__name__)
 
 ADAPT_FILE = "adapt.json"
 HEAD_FILE = "head.safetensors"  # the old layout's head (new checkpoints: in model.safetensors)
 WEIGHTS_FILE = "model.safetensors"
+# shipped in every text checkpoint, copied as they are (the pipeline is not imported here:
+# transformers.pipelines would add a second to every process that loads a model)
+SHIPPED = [Path(modeling_adapt.__file__),
+           Path(modeling_adapt.__file__).with_name("pipeline_adapt.py")]
 AUTO_MAP = {"AutoConfig": "modeling_adapt.AdaptTextClassifierConfig",
             "AutoModel": "modeling_adapt.AdaptEncoderModel",
             "AutoModelForSequenceClassification": "modeling_adapt.AdaptForSequenceClassification"}
+# pipeline("text-classification", trust_remote_code=True) builds this one instead of its own
+CUSTOM_PIPELINES = {"text-classification": {
+    "impl": "pipeline_adapt.AdaptTextClassificationPipeline",
+    "pt": ["AutoModelForSequenceClassification"], "type": "text"}}
 
 
 def detect_pooling(model_dir: Path) -> tuple[str, bool]:
@@ -164,16 +175,19 @@ def export(model: TextClassifier, tokenizer, labels: list[str], out_dir: Path, e
         adapt_encoder=encoder.config.to_dict(), pooling=model.pooling, normalize=model.normalize,
         scale=model.scale,
         calibration_temperature=(extra.get("calibration") or {}).get("temperature", 1.0),
+        adapt_max_length=extra.get("max_length", 128),  # predict's default too
+        adapt_chunking=extra.get("chunking"),
         id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)},
         architectures=["AdaptForSequenceClassification"])
-    config.auto_map = AUTO_MAP
+    config.auto_map, config.custom_pipelines = AUTO_MAP, CUSTOM_PIPELINES
     config.save_pretrained(out_dir)
     weights = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
     weights |= {f"head.{k}": v for k, v in model.head.state_dict().items()}
     save_file({k: v.detach().cpu().contiguous().clone() for k, v in weights.items()},
               str(out_dir / WEIGHTS_FILE), metadata={"format": "pt"})
-    shutil.copyfile(modeling_adapt.__file__, out_dir / "modeling_adapt.py")
+    for source in SHIPPED:
+        shutil.copyfile(source, out_dir / source.name)
     tokenizer.save_pretrained(out_dir)
     _sentence_transformers_layout(out_dir, model, encoder.config.hidden_size,
                                   extra.get("max_length", 128))
@@ -182,7 +196,8 @@ def export(model: TextClassifier, tokenizer, labels: list[str], out_dir: Path, e
     if shared:
         meta["sharing"] = shared
     (out_dir / ADAPT_FILE).write_text(json.dumps(meta, indent=2))
-    (out_dir / "README.md").write_text(_README.format(labels=labels, pooling=model.pooling))
+    (out_dir / "README.md").write_text(_README.format(
+        labels=labels, pooling=model.pooling, reading=reading(extra)))
 
 
 def _sentence_transformers_layout(out_dir: Path, model: TextClassifier, dim: int,
@@ -245,19 +260,36 @@ def _numel(shape: list[int]) -> int:
     return n
 
 
+def reading(meta: dict) -> str:
+    """How a checkpoint (its adapt.json) reads texts, in a sentence for a README."""
+    max_length, chunking = meta.get("max_length", 128), meta.get("chunking")
+    if not chunking:
+        return f"Texts are cut at {max_length} tokens, as the model was trained."
+    return (f"Long texts are read as the model was trained: in windows of {max_length} "
+            f"tokens, neighbours sharing {chunking['overlap']}, at most {chunking['max_chunks']} "
+            "a text (the rest is cut), the windows' logits averaged per text.")
+
+
 _README = """# A text classifier fine-tuned with adapt
 
-Labels: {labels}. Pooling over tokens: {pooling} (as the base model was trained).
+Labels: {labels}. Pooling over tokens: {pooling} (as the base model was trained). {reading}
 
 ```python
-from transformers import pipeline
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 clf = pipeline("text-classification", model=".", trust_remote_code=True)  # this directory
 print(clf(["a fine film"], top_k=None))
+
+model = AutoModelForSequenceClassification.from_pretrained(".", trust_remote_code=True).eval()
+tokenizer = AutoTokenizer.from_pretrained(".", trust_remote_code=True)
+print(model.predict_texts(tokenizer, ["a fine film"]))  # probabilities, one row a text
 ```
 
-`trust_remote_code=True` runs `modeling_adapt.py` from this directory (encoder, pooling, linear
-head); without it transformers refuses to load the model rather than guess a head.
-`AutoModelForSequenceClassification.from_pretrained(".", trust_remote_code=True)` gives the model
-itself, and `SentenceTransformer(".", trust_remote_code=True)` the encoder's embeddings.
+`trust_remote_code=True` runs `modeling_adapt.py` (encoder, pooling, linear head) and
+`pipeline_adapt.py` (the pipeline, which reads texts as the service does) from this directory;
+without it transformers refuses to load the model rather than guess a head. Both give the
+service's calibrated probabilities. Calling the model yourself, read texts as `predict_texts`
+does: `modeling_adapt.window_texts` gives the windows and the text each belongs to, and a text's
+logits are the mean of its windows'. `SentenceTransformer(".", trust_remote_code=True)` gives
+the encoder's embeddings.
 """

@@ -8,6 +8,11 @@ build exactly what the service predicts with: the encoder, the pooling it was tr
 normalise and scale, when so), a linear head. config.json's `model_type` is one transformers does
 not know, so loading without trust_remote_code raises instead of guessing a head.
 
+Texts are read as the service reads them: cut at the model's max_length, or, for a model trained
+with chunking, split into overlapping windows whose logits are averaged per text. The pipeline
+does that itself (pipeline_adapt.py, named in config.json's `custom_pipelines`);
+`model.predict_texts(tokenizer, texts)` does it for the model alone.
+
 Self-contained on purpose (torch and transformers only): this file is copied as it is.
 """
 import torch
@@ -20,19 +25,49 @@ MODEL_TYPE = "adapt-text-classifier"
 
 
 class AdaptTextClassifierConfig(PretrainedConfig):
-    """The encoder's own config (a dict, under `adapt_encoder`) + pooling, normalize, scale, and
-    the calibration temperature the logits are divided by (1.0: none)."""
+    """The encoder's own config (a dict, under `adapt_encoder`) + pooling, normalize, scale, the
+    calibration temperature the logits are divided by (1.0: none), and how texts are read: the
+    tokens of a window (`adapt_max_length`; None: as the tokenizer gives them) and `adapt_chunking`
+    ({"overlap", "max_chunks"}: long texts in overlapping windows; None: cut at max_length)."""
 
     model_type = MODEL_TYPE
 
     def __init__(self, adapt_encoder: dict | None = None, pooling: str = "mean",
                  normalize: bool = False, scale: float = 1.0,
-                 calibration_temperature: float = 1.0, **kwargs):
+                 calibration_temperature: float = 1.0, adapt_max_length: int | None = None,
+                 adapt_chunking: dict | None = None, **kwargs):
         self.adapt_encoder = dict(adapt_encoder or {})
         self.pooling, self.normalize, self.scale = pooling, normalize, scale
-        # not `temperature`: transformers reserves that name for generation
+        # not `temperature`: transformers reserves that name for generation (`max_length` too)
         self.calibration_temperature = calibration_temperature
+        self.adapt_max_length, self.adapt_chunking = adapt_max_length, adapt_chunking
         super().__init__(**kwargs)
+
+
+def window_texts(tokenizer, texts: list[str], config: AdaptTextClassifierConfig
+                 ) -> tuple[list[list[int]], list[int]]:
+    """(token ids of every window, the text each belongs to): each text cut at the model's
+    max_length, or (chunking) its first max_chunks windows of max_length tokens, neighbours
+    sharing `overlap` tokens (the tokenizer's overflow with stride), as the service reads it."""
+    if config.adapt_max_length is None:  # a checkpoint that recorded no window: whole texts
+        return tokenizer(list(texts))["input_ids"], list(range(len(texts)))
+    chunking = config.adapt_chunking or {"overlap": 0, "max_chunks": 1}
+    enc = tokenizer(list(texts), truncation=True, max_length=config.adapt_max_length,
+                    stride=chunking["overlap"], return_overflowing_tokens=True)
+    kept = [[] for _ in texts]
+    for window, text in zip(enc["input_ids"], enc["overflow_to_sample_mapping"], strict=True):
+        if len(kept[text]) < chunking["max_chunks"]:
+            kept[text].append(window)
+    return [w for ws in kept for w in ws], [t for t, ws in enumerate(kept) for _ in ws]
+
+
+def pool_windows(logits: torch.Tensor, doc: torch.Tensor) -> torch.Tensor:
+    """The mean of each text's window logits ([windows, C] → [texts, C]; doc: each row's text)."""
+    n = int(doc.max()) + 1
+    sums = torch.zeros(n, logits.shape[-1], dtype=logits.dtype, device=logits.device)
+    sums.index_add_(0, doc, logits)
+    counts = torch.bincount(doc, minlength=n).to(logits.dtype)
+    return sums / counts.unsqueeze(-1)
 
 
 def encoder_config(cfg: dict) -> PretrainedConfig:
@@ -141,3 +176,14 @@ class AdaptForSequenceClassification(_AdaptPreTrained):
         logits = self.head(self.dropout(feats)) / temperature
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    @torch.no_grad()
+    def predict_texts(self, tokenizer, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+        """Calibrated probabilities [texts, labels] as the service's predict gives them: every
+        window of a text (window_texts) through the model, the windows' logits averaged."""
+        ids, doc = window_texts(tokenizer, texts, self.config)
+        logits = []
+        for b in range(0, len(ids), batch_size):
+            batch = tokenizer.pad({"input_ids": ids[b: b + batch_size]}, return_tensors="pt")
+            logits.append(self(**{k: v.to(self.device) for k, v in batch.items()}).logits)
+        return pool_windows(torch.cat(logits), torch.tensor(doc, device=self.device)).softmax(-1)

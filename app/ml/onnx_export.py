@@ -1,6 +1,12 @@
 """ONNX exports of fine-tuned models: torch.onnx for the graph, onnxruntime's quantisation for
 int8, onnxruntime's float16 converter for fp16; and a directory that runs with onnxruntime alone
-(model.onnx, the tokenizer or the image preprocessing, labels.json, README.md)."""
+(model.onnx, the tokenizer and windows.json or the image preprocessing, labels.json, README.md).
+
+A text model's graph gives one row of logits per window of tokens; a text is read as predict reads
+it: tokenizer.json cuts it at max_length — with the model's overlap as stride, so that the
+encoding's `overflowing` holds the further windows of a chunked model — and windows.json says
+how many windows a text has at most (1 without chunking); the text's logits are the mean of its
+windows' (the README's code does exactly that)."""
 import json
 import shutil
 import tempfile
@@ -14,7 +20,7 @@ from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantT
 from onnxruntime.transformers.float16 import convert_float_to_float16
 from torch import nn
 
-from app.ml.modeling import load_exported
+from app.ml.modeling import load_exported, reading
 from app.ml.vision import load_exported as load_vision
 
 OPSET = 17
@@ -65,13 +71,23 @@ def _text(ckpt_dir: Path, out_dir: Path, fp32: Path) -> dict:
         _torch_export(_TextLogits(model), (sample["input_ids"], sample["attention_mask"]), fp32,
                       ["input_ids", "attention_mask"], {"input_ids": seq, "attention_mask": seq})
     tokenizer.save_pretrained(out_dir)
-    # tokenizer.json pads and truncates by itself: `Tokenizer.from_file` + `encode_batch` give
-    # the model's inputs with nothing else to configure.
+    # tokenizer.json pads and cuts into windows by itself: `Tokenizer.from_file` + `encode_batch`
+    # give the model's inputs (an encoding and its `overflowing` windows) with nothing to configure.
+    windows = window_settings(meta)
     backend = tokenizer.backend_tokenizer
-    backend.enable_truncation(meta.get("max_length", 128))
+    backend.enable_truncation(windows["max_length"], stride=windows["overlap"])
     backend.enable_padding(pad_id=tokenizer.pad_token_id or 0, pad_token=tokenizer.pad_token)
     backend.save(str(out_dir / "tokenizer.json"))
+    (out_dir / "windows.json").write_text(json.dumps(windows, indent=2))
     return meta
+
+
+def window_settings(meta: dict) -> dict:
+    """How a text model reads a text (its adapt.json `meta`): windows of max_length tokens,
+    neighbours sharing `overlap`, at most max_chunks a text (1 and 0 without chunking)."""
+    chunking = meta.get("chunking") or {"overlap": 0, "max_chunks": 1}
+    return {"max_length": meta.get("max_length", 128), "overlap": chunking["overlap"],
+            "max_chunks": chunking["max_chunks"]}
 
 
 def _image(ckpt_dir: Path, out_dir: Path, fp32: Path) -> dict:
@@ -113,24 +129,27 @@ def export_onnx(ckpt_dir: Path, out_dir: Path, quantize: str | None,
         "id2label": {str(i): name for i, name in enumerate(labels)},
         "label2id": {name: i for i, name in enumerate(labels)}}, indent=2))
     (out_dir / "README.md").write_text((_IMAGE_README if image else _TEXT_README).format(
-        labels=labels, quantize=quantize or "none"))
+        labels=labels, quantize=quantize or "none", reading=None if image else reading(meta)))
     return target
 
 
 _TEXT_README = """# A text classifier exported to ONNX by adapt
 
-Labels: {labels}. Quantisation: {quantize}. Runs with `onnxruntime` and `tokenizers` alone:
+Labels: {labels}. Quantisation: {quantize}. {reading}
+Runs with `onnxruntime` and `tokenizers` alone:
 
 ```python
 import json, numpy as np, onnxruntime as ort
 from tokenizers import Tokenizer
-tok = Tokenizer.from_file("tokenizer.json")  # pads and truncates as the model was trained
+tok = Tokenizer.from_file("tokenizer.json")  # pads and cuts into windows as the model was trained
+session, n = ort.InferenceSession("model.onnx"), json.load(open("windows.json"))["max_chunks"]
 labels = json.load(open("labels.json"))["id2label"]
-enc = tok.encode_batch(["an example text"])
-feed = {{"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
-        "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}}
-logits = ort.InferenceSession("model.onnx").run(["logits"], feed)[0]
-print([labels[str(i)] for i in logits.argmax(-1)])
+texts = ["an example text"]
+def logits(w):  # a text's windows (one, or up to n overlapping ones if chunked): mean logits
+    feed = {{"input_ids": np.array([x.ids for x in w], dtype=np.int64),
+            "attention_mask": np.array([x.attention_mask for x in w], dtype=np.int64)}}
+    return session.run(["logits"], feed)[0].mean(0)
+print([labels[str(logits(([e] + e.overflowing)[:n]).argmax())] for e in tok.encode_batch(texts)])
 ```
 """
 

@@ -1,5 +1,7 @@
 """Accuracy, macro-F1 and CPU latency at batch 1 and 32 of a model run by PyTorch or by
-onnxruntime, on the same prepared inputs: the figures an export's evaluation sets side by side."""
+onnxruntime, on the same prepared inputs: the figures an export's evaluation sets side by side.
+Texts are read as predict reads them: a chunked model's in windows (a batch's `doc` says which
+text each row is), every runner averaging a text's window logits, so latencies are per text."""
 import json
 import statistics
 import time
@@ -11,14 +13,16 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from app.ml.data import collate_windows, text_windows
 from app.ml.metrics import classification_report
 from app.ml.modeling import load_exported, load_tokenizer
+from app.ml.modeling_adapt import pool_windows
 from app.ml.onnx_export import IMAGE_TASK, task_of
 from app.ml.vision import decode_image
 from app.ml.vision import load_exported as load_vision
 
 Batch = dict[str, np.ndarray]
-Runner = Callable[[Batch], np.ndarray]  # prepared inputs → logits
+Runner = Callable[[Batch], np.ndarray]  # prepared inputs → logits, one row an example
 BATCH = 32
 B1_EXAMPLES = 16  # single-example latency: the median over this many examples
 B32_REPEATS = 5
@@ -35,16 +39,25 @@ class Inputs:
         else:
             self.tokenizer = load_tokenizer(ckpt_dir)
             meta = json.loads((Path(ckpt_dir) / "adapt.json").read_text())
-            self.max_length = meta.get("max_length", 128)
+            self.max_length, self.chunking = meta.get("max_length", 128), meta.get("chunking")
 
     def batch(self, examples: Sequence) -> Batch:
+        """Pixels; or token ids and masks, with `doc` (each row's example) when chunked."""
         if self.image:
             pixels = [self.transform(decode_image(self.zip.read(m))) for m in examples]
             return {"pixel_values": torch.stack(pixels).numpy()}
-        enc = self.tokenizer(list(examples), truncation=True, max_length=self.max_length,
-                             padding=True, return_tensors="np")
-        return {"input_ids": enc["input_ids"].astype(np.int64),
-                "attention_mask": enc["attention_mask"].astype(np.int64)}
+        windows = text_windows(self.tokenizer, list(examples), self.max_length, self.chunking)
+        batch = collate_windows(windows, self.tokenizer.pad_token_id or 0)
+        if not self.chunking:
+            del batch["doc"]  # one row an example
+        return {k: v.numpy().astype(np.int64) for k, v in batch.items()}
+
+
+def _per_example(logits: torch.Tensor, batch: Batch) -> np.ndarray:
+    """Window rows → one row an example: the mean of each example's windows (as predict)."""
+    if "doc" in batch:
+        logits = pool_windows(logits, torch.from_numpy(batch["doc"]))
+    return logits.float().numpy()
 
 
 def torch_runner(ckpt_dir: Path) -> tuple[Runner, int]:
@@ -59,7 +72,7 @@ def torch_runner(ckpt_dir: Path) -> tuple[Runner, int]:
 
     @torch.inference_mode()
     def logits(batch: Batch) -> np.ndarray:
-        return run(batch).float().numpy()
+        return _per_example(run(batch), batch)
 
     return logits, sum(f.stat().st_size for f in Path(ckpt_dir).rglob("*.safetensors"))
 
@@ -73,8 +86,12 @@ def onnx_runner(onnx_path: Path) -> tuple[Runner, int]:
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     names = {i.name for i in session.get_inputs()}
-    return (lambda b: session.run(["logits"], {k: v for k, v in b.items() if k in names})[0]
-            .astype(np.float32)), Path(onnx_path).stat().st_size
+
+    def logits(batch: Batch) -> np.ndarray:
+        out = session.run(["logits"], {k: v for k, v in batch.items() if k in names})[0]
+        return _per_example(torch.from_numpy(out.astype(np.float32)), batch)
+
+    return logits, Path(onnx_path).stat().st_size
 
 
 def _scores(run: Runner, inputs: Inputs, examples: Sequence, y_true: Sequence[int],

@@ -21,6 +21,7 @@ from app.ml import data as D
 from app.ml import modeling, vision
 from app.ml.config import TrainConfig
 from app.ml.feature_cache import FeatureCache, example_key
+from app.ml.modeling_adapt import pool_windows
 from app.ml.precision import autocast, train_autocast_dtype
 
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor]          # (model inputs, label indices)
@@ -172,7 +173,7 @@ class TextTask:
         for ds, feats in zip(datasets, self._featurize(model, *flat), strict=True):
             doc = torch.tensor([i for i, ws in enumerate(ds.windows) for _ in ws],
                                dtype=torch.long)
-            pooled = (D.pool_windows(feats.features, doc) if len(doc)
+            pooled = (pool_windows(feats.features, doc) if len(doc)
                       else torch.empty(0))
             out.append(D.FeatureData(pooled, ds.labels))
         return out

@@ -21,10 +21,10 @@ from safetensors.torch import load_file
 from app.config import get_settings
 from app.ml import explain as ml_explain
 from app.ml import sharing, vision
-from app.ml.data import collate, encode_windows, pool_windows
+from app.ml.data import collate, text_windows
 from app.ml.modeling import (ADAPT_FILE, WEIGHTS_FILE, TextClassifier, load_exported,
                              load_tokenizer)
-from app.ml.modeling_adapt import build_encoder
+from app.ml.modeling_adapt import build_encoder, pool_windows
 from app.ml.precision import autocast, autocast_dtype
 from app.models_api.batching import Arrival, Batcher
 from app.observability import record_model_cache, watch_loaded_models
@@ -141,11 +141,7 @@ class Predictor(_Predictor):
 
     def windows(self, texts: list[str]) -> list[list[list[int]]]:
         """Each text's token ids: one window, or (chunking) the windows it was trained with."""
-        if chunking := self.meta.get("chunking"):  # long texts read in windows, as trained
-            return encode_windows(self.tokenizer, texts, [0] * len(texts), self.max_length,
-                                  chunking["overlap"], chunking["max_chunks"]).windows
-        return [[x] for x in self.tokenizer(texts, truncation=True,
-                                           max_length=self.max_length)["input_ids"]]
+        return text_windows(self.tokenizer, texts, self.max_length, self.meta.get("chunking"))
 
     def probabilities(self, texts: list[str]) -> torch.Tensor:
         """Sorted by length and run in chunks of at most CHUNK texts, each padded only to its
@@ -169,7 +165,8 @@ class Predictor(_Predictor):
     def attributions(self, texts: list[str], targets: list[int | None],
                      steps: int) -> list[ml_explain.Explanation]:
         return ml_explain.explain_texts(self.model, self.tokenizer, texts, self.max_length,
-                                        targets, steps, self.device, self.temperature)
+                                        targets, steps, self.device, self.temperature,
+                                        chunking=self.meta.get("chunking"))
 
     def render(self, item: ml_explain.Explanation) -> dict:
         return {"words": [{"word": w, "start": s, "end": e, "score": score}

@@ -106,7 +106,7 @@ class Heatmap(BaseModel):
 class Explained(Prediction):
     target: str
     words: list[WordScore] | None = None   # text models
-    truncated: bool | None = None          # text: words past the model's max_length (scored 0)
+    truncated: bool | None = None          # text: words past what the model reads (scored 0)
     heatmap: Heatmap | None = None         # image models
 
 
