@@ -54,3 +54,26 @@ def test_jobs_reach_only_the_workers_of_their_class(client, monkeypatch):
         assert depth["training.gpu"] >= 1 and {"training", "training.cpu"} <= set(depth)
     finally:
         client.post(f"/v1/jobs/{gpu_job['id']}/cancel")
+
+
+def test_an_idle_worker_told_to_stop_leaves_cleanly_and_its_job_waits_for_the_next(client,
+                                                                                  worker):
+    """SIGTERM to an idle worker ends its shutdown from the signal handler (workers.shutdown):
+    it still exits 0 and takes its row out of the workers table, and a job created while no
+    worker runs is taken by the next one."""
+    def rows() -> set[str]:
+        with session_scope() as s:
+            return set(s.scalars(select(Worker.id)))
+
+    pid = f":{worker.proc.pid}"
+    assert any(r.endswith(pid) for r in rows())
+    worker.sigterm()
+    try:
+        assert worker.proc.returncode == 0
+        assert not any(r.endswith(pid) for r in rows())
+        ds = client.post("/v1/datasets", files={"file": ("i.csv", toy_csv(40))}).json()["id"]
+        job = client.post("/v1/jobs", json={"base_model": "tiny-bert", "training_dataset": ds,
+                                            "hyperparameters": {"epochs": 1}}).json()
+    finally:
+        worker.start()
+    assert wait_for_job(client, job["id"])["status"] == "succeeded"
