@@ -234,3 +234,17 @@ def upload(client):
 def tiny_model(environment) -> Path:
     """Directory of the tiny BERT (also listed as base model `tiny-bert`)."""
     return TINY_MODEL_DIR
+
+
+_ML = ROOT / "tests" / "ml"
+_SERVICE = {"client", "worker", "upload"}
+
+
+def pytest_collection_modifyitems(items):
+    """tests/ml checks models and data on their own: no database, no broker, no worker. `.ci/run`
+    runs it on the embedded default only (its PostgreSQL + Redis pass leaves it out), so a test
+    there that asks for the service is refused: it belongs in another folder."""
+    for item in items:
+        if _ML in Path(item.path).parents and _SERVICE & set(item.fixturenames):
+            raise pytest.UsageError(f"{item.nodeid} uses {sorted(_SERVICE & set(item.fixturenames))}"
+                                    ": tests/ml runs once, without the database (tests/conftest.py)")
