@@ -8,6 +8,8 @@ import os
 import signal
 import threading
 
+from celery.worker import state
+
 log = logging.getLogger(__name__)
 requested = threading.Event()
 busy = threading.Event()  # a task is running (set and cleared by workers.celery_app)
@@ -36,8 +38,6 @@ def install(grace_s: float, give_up=_give_up) -> None:
         if callable(previous):
             previous(signum, frame)
         if not busy.is_set():
-            from celery.worker import state
-
             state.maybe_shutdown()  # raises Celery's WorkerShutdown: nothing to wait for
 
     signal.signal(signal.SIGTERM, _handler)

@@ -30,7 +30,7 @@ def build_export(export_id: str) -> None:
     """Claim the export and build it; a duplicate delivery finds it claimed and does nothing."""
     if shutdown.requested.is_set():
         raise Reject("worker shutting down", requeue=True)
-    from workers.exports import run_export
+    from workers.exports import run_export  # deferred: the worker starts sooner (module doc)
 
     run_export(export_id, WORKER_ID)
 
@@ -40,7 +40,7 @@ def data_quality(report_id: str) -> None:
     """Claim the dataset quality report and compute it; a duplicate delivery does nothing."""
     if shutdown.requested.is_set():
         raise Reject("worker shutting down", requeue=True)
-    from workers.quality import run_quality
+    from workers.quality import run_quality  # deferred: the worker starts sooner (module doc)
 
     run_quality(report_id, WORKER_ID)
 
@@ -50,6 +50,6 @@ def select_models(selection_id: str) -> None:
     """Claim the model selection and rank its candidates; a duplicate delivery does nothing."""
     if shutdown.requested.is_set():
         raise Reject("worker shutting down", requeue=True)
-    from workers.model_selection import run_selection
+    from workers.model_selection import run_selection  # deferred: the worker starts sooner (module doc)
 
     run_selection(selection_id, WORKER_ID)

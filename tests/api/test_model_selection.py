@@ -1,10 +1,14 @@
 """POST /v1/model-selection through a real worker: base models ranked by LogME and a k-NN probe
 on their frozen features; a head job on the winner then starts from the cached features. And one
 short head job on each of the newer bundled base models (mpnet, EfficientNet-Lite0)."""
+import base64
+import io
 import time
 import uuid
+import zipfile
 
 import pytest
+from PIL import Image
 from helpers import keys_required, new_key, topics_csv, toy_csv, wait_for_job
 
 from conftest import FIXTURES
@@ -127,26 +131,92 @@ def test_unknown_dataset_and_other_tenants_selections_are_404(client, reviews):
         assert client.post("/v1/model-selection", json={"dataset": ds["id"]}).status_code == 401
 
 
-def test_a_head_job_on_mpnet_learns(client, reviews):
+@pytest.fixture(scope="module")
+def mpnet_model(client, reviews) -> dict:
     job = client.post("/v1/jobs", json={"base_model": "mpnet-base-v2", "method": "head",
                                         "training_dataset": reviews["id"],
                                         "hyperparameters": {"epochs": 3, "max_length": 16}})
     assert job.status_code == 201, job.text
     done = wait_for_job(client, job.json()["id"], timeout=600)
     assert done["status"] == "succeeded", done
-    assert done["metrics"]["val_accuracy"] >= 0.75
-    pred = client.post(f"/v1/models/{done['model']}/predict",
-                       json={"inputs": ["a superb, delightful film", "a dull, tedious film"]})
-    assert [p["label"] for p in pred.json()["predictions"]] == ["good", "bad"]
+    return done
 
 
-def test_a_head_job_on_efficientnet_lite0_learns(client, digits):
+@pytest.fixture(scope="module")
+def lite0_model(client, digits) -> dict:
     job = client.post("/v1/jobs", json={"base_model": "efficientnet-lite0-imagenet",
                                         "method": "head", "training_dataset": digits["id"],
                                         "hyperparameters": {"epochs": 2, "image_size": 96}})
     assert job.status_code == 201, job.text
     done = wait_for_job(client, job.json()["id"], timeout=600)
     assert done["status"] == "succeeded", done
-    assert done["metrics"]["val_accuracy"] > 0.3  # 10 classes: chance is 0.1
-    model = client.get(f"/v1/models/{done['model']}").json()
+    return done
+
+
+def test_a_head_job_on_mpnet_learns(client, mpnet_model):
+    assert mpnet_model["metrics"]["val_accuracy"] >= 0.75
+    pred = client.post(f"/v1/models/{mpnet_model['model']}/predict",
+                       json={"inputs": ["a superb, delightful film", "a dull, tedious film"]})
+    assert [p["label"] for p in pred.json()["predictions"]] == ["good", "bad"]
+
+
+def test_a_head_job_on_efficientnet_lite0_learns(client, lite0_model):
+    assert lite0_model["metrics"]["val_accuracy"] > 0.3  # 10 classes: chance is 0.1
+    model = client.get(f"/v1/models/{lite0_model['model']}").json()
     assert model["base_model"] == "efficientnet-lite0-imagenet"
+
+
+def _explained_as_predicted(client, model_id: str, body: dict) -> list[dict]:
+    """The model's explanations of the inputs, each with the label and score predict gives."""
+    why = client.post(f"/v1/models/{model_id}/explain", json={**body, "steps": 8})
+    assert why.status_code == 200, why.text
+    pred = client.post(f"/v1/models/{model_id}/predict", json=body).json()["predictions"]
+    got = why.json()["explanations"]
+    assert [e["label"] for e in got] == [p["label"] for p in pred]
+    assert [e["score"] for e in got] == pytest.approx([p["score"] for p in pred], abs=1e-4)
+    return got
+
+
+def _distilled(client, teacher: dict, student_base: str, dataset_id: str, hp: dict) -> dict:
+    res = client.post("/v1/jobs", json={
+        "base_model": student_base, "method": "distill", "teacher": teacher["model"],
+        "training_dataset": dataset_id, "seed": 0,
+        "hyperparameters": {"temperature": 2.0, "alpha": 0.7, **hp}})
+    assert res.status_code == 201, res.text
+    job = wait_for_job(client, res.json()["id"], timeout=600)
+    assert job["status"] == "succeeded", job["error"]
+    model = client.get(f"/v1/models/{job['model']}").json()
+    c = model["compression"]
+    assert model["base_model"] == student_base and c["kind"] == "distill"
+    assert c["source_model"] == teacher["model"] and c["params"] < c["source"]["params"]
+    return model
+
+
+def test_an_mpnet_model_explains_and_teaches_a_minilm_student(client, reviews, mpnet_model):
+    text = "a superb, delightful film with a dull ending"
+    (why,) = _explained_as_predicted(client, mpnet_model["model"], {"inputs": [text]})
+    assert [w["word"] for w in why["words"]] == text.split() and not why["truncated"]
+    assert all(text[w["start"]:w["end"]] == w["word"] for w in why["words"])
+    student = _distilled(client, mpnet_model, "minilm-l6-v2", reviews["id"],
+                         {"epochs": 2, "max_length": 16, "learning_rate": 1e-4})
+    pred = client.post(f"/v1/models/{student['id']}/predict",
+                       json={"inputs": ["a superb, delightful film", "a dull, tedious film"]})
+    assert [p["label"] for p in pred.json()["predictions"]] == ["good", "bad"]
+
+
+def test_an_efficientnet_lite0_model_explains_and_teaches_a_mobilenet_student(client, digits,
+                                                                              lite0_model):
+    image = digit_pngs(1)[0]
+    (why,) = _explained_as_predicted(
+        client, lite0_model["model"], {"inputs": [{"image_base64": base64.b64encode(image).decode()}]})
+    heat = Image.open(io.BytesIO(base64.b64decode(why["heatmap"]["png_base64"])))
+    assert heat.size == Image.open(io.BytesIO(image)).size and heat.getextrema()[1] == 255
+    _distilled(client, lite0_model, "mobilenet-v2-imagenet", digits["id"],
+               {"epochs": 1, "image_size": 96})
+
+
+def digit_pngs(n: int) -> list[bytes]:
+    """The first n images of the digits training archive."""
+    with zipfile.ZipFile(FIXTURES / "digits" / "digits-train.zip") as z:
+        names = sorted(x for x in z.namelist() if x.endswith(".png"))[:n]
+        return [z.read(x) for x in names]
