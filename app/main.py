@@ -26,14 +26,16 @@ from app.models_api import model_server
 from app.models_api.inference import close_model_cache, model_cache
 from app.observability import configure_logging, watch_loaded_models
 from app.observability.middleware import RequestContextMiddleware
+from app.shared_state import held_connection
 from app.webhooks.endpoints import router as webhooks_router
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Create what every request shares before the first one; release it at shutdown (loaded
-    models and their batcher threads, broker connections, pooled database connections). Leftovers
-    of API processes that died (partial uploads in the staging dir) are removed first."""
+    models and their batcher threads, broker connections, pooled database connections and the
+    one held for the revocation generation). Leftovers of API processes that died (partial
+    uploads in the staging dir) are removed first."""
     settings = get_settings()
     janitor.sweep(settings.data_dir)
     fast_csv.warm_up()
@@ -46,6 +48,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         close_model_cache()
         queue.close_producer()
+        held_connection.close()
         dispose_engine()
 
 

@@ -6,7 +6,6 @@ import secrets
 
 from sqlalchemy.orm import Session
 
-from app.db import after_commit
 from app.errors import InvalidInput, NotFound
 from app.ids import new_id
 from app.keys import repository
@@ -56,11 +55,12 @@ def list_keys(session: Session, tenant: str | None = None) -> list[ApiKey]:
 
 
 def revoke(session: Session, key_id: str) -> ApiKey:
-    """Revoke the key; once that has committed, every API process's key cache is outdated."""
+    """Revoke the key; once that has committed, every API process's key cache is outdated (the
+    revocation generation is bumped in this transaction, or right after it commits)."""
     row = repository.get(session, key_id)
     if row is None:
         raise NotFound(f"No API key {key_id!r}.", param="id")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
-        after_commit(session, revocations.bump)
+        revocations.bump(session)
     return row

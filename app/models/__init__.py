@@ -11,6 +11,7 @@ from app.models.job_metric import JobMetric
 from app.models.model import Model
 from app.models.model_selection import ModelSelection
 from app.models.quality_report import QUALITY_FINAL_STATUSES, QualityReport
+from app.models.shared_generation import SharedGeneration
 from app.models.uploaded_base_model import UploadedBaseModel
 from app.models.webhook_delivery import WebhookDelivery
 from app.models.webhook_endpoint import WebhookEndpoint
@@ -21,6 +22,6 @@ __all__ = [
     "Dataset", "Export", "IdempotencyKey", "Job",
     "JobEvent",
     "JobMetric", "Model", "ModelSelection", "QUALITY_FINAL_STATUSES", "QualityReport",
-    "UploadedBaseModel", "WebhookDelivery", "WebhookEndpoint",
+    "SharedGeneration", "UploadedBaseModel", "WebhookDelivery", "WebhookEndpoint",
     "Worker",
 ]
