@@ -22,9 +22,16 @@ positive attribution summed over the colour channels, placed back through the ev
 transform (resize, centre crop) onto the input image at its own resolution, and scaled to [0, 1]
 per image (0 outside the crop). Grad-CAM on the last block was tried first: at the small inputs
 the service trains on (64 px → a 2×2 map) it ranked pixels worse than random ones
-(benchmarks/explain_faithfulness.py)."""
+(benchmarks/explain_faithfulness.py).
+
+An explanation of many inputs or steps runs many forward/backward passes (TOKENS_PER_PASS,
+PIXELS_PER_PASS a pass); given `passes` (a Passes), it counts them and stops before the next one
+once its `stop` event is set (raising Abandoned): a caller that has gone need not wait for the
+rest to be computed for nobody."""
 import bisect
+import functools
 import re
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +50,29 @@ TOKENS_PER_PASS = 8192  # interpolation steps × tokens in one forward/backward 
 IMAGE_CHUNK = 16
 PIXELS_PER_PASS = 16 * 224 * 224  # interpolation steps × pixels in one forward/backward pass
 BLUR_SIGMA = 0.05  # the baseline's Gaussian blur, as a fraction of the crop's side
+
+
+class Abandoned(Exception):
+    """The explanation was stopped between two passes (Passes.stop was set)."""
+
+
+@dataclass
+class Passes:
+    """The forward/backward passes of one explanation: counted (`done`), and none started once
+    `stop` is set (set from another thread: the caller has gone)."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    done: int = 0
+
+    def counted(self, forward):
+        """forward, checking `stop` (Abandoned) and counting before each call."""
+        @functools.wraps(forward)  # (its signature: Captum reads it)
+        def run(*args):
+            if self.stop.is_set():
+                raise Abandoned(f"stopped after {self.done} passes")
+            self.done += 1
+            return forward(*args)
+        return run
 
 
 @dataclass
@@ -104,18 +134,20 @@ def _of_target(forward, targets: list[int]):
 
 def explain_texts(model: nn.Module, tokenizer, texts: list[str], max_length: int,
                   targets: list[int | None], steps: int, device: str = "cpu",
-                  temperature: float = 1.0, chunking: dict | None = None) -> list[Explanation]:
+                  temperature: float = 1.0, chunking: dict | None = None,
+                  passes: Passes | None = None) -> list[Explanation]:
     """Word attributions for each text toward its target (None: the predicted label), with
     integrated gradients of the target's (calibrated: logits / temperature) probability, in
     `steps` steps. Each text is read as predict reads it: cut at max_length, or (`chunking`, the
     checkpoint's {"overlap", "max_chunks"}) in the windows it was trained with, the windows'
-    logits averaged (see the module's docstring)."""
+    logits averaged (see the module's docstring). `passes`: counted, and stopped (Abandoned)."""
     overlap, max_chunks = (chunking["overlap"], chunking["max_chunks"]) if chunking else (0, 1)
     enc, rows = split_windows(tokenizer, texts, max_length, overlap, max_chunks,
                               return_offsets_mapping=True, return_special_tokens_mask=True)
     # deferred: captum.attr takes ~1.5 s to import (matplotlib): only when something is explained.
     from captum.attr import LayerIntegratedGradients
 
+    passes = passes if passes is not None else Passes()
     pad_id = tokenizer.pad_token_id or 0
     embeddings = model.encoder.get_input_embeddings()
     order = sorted(range(len(texts)), key=lambda i: sum(len(enc["input_ids"][r]) for r in rows[i]))
@@ -131,10 +163,10 @@ def explain_texts(model: nn.Module, tokenizer, texts: list[str], max_length: int
         pooled = _pooled_probabilities(model, temperature,
                                        torch.tensor([j for j, _ in flat], device=device))
         with torch.no_grad():
-            probs = pooled(ids, mask).cpu()
+            probs = passes.counted(pooled)(ids, mask).cpu()
         tgt = [targets[i] if targets[i] is not None else int(probs[j].argmax())
                for j, i in enumerate(idx)]
-        lig = LayerIntegratedGradients(_of_target(pooled, tgt), embeddings)
+        lig = LayerIntegratedGradients(passes.counted(_of_target(pooled, tgt)), embeddings)
         attr = lig.attribute(ids, baselines=baseline, additional_forward_args=(mask,),
                              n_steps=steps,
                              internal_batch_size=max(len(flat), TOKENS_PER_PASS // ids.shape[1]))
@@ -184,20 +216,23 @@ def blurred(pixels: torch.Tensor) -> torch.Tensor:
 
 def explain_images(net: nn.Module, pre: Preprocess, images: list[Image.Image],
                    targets: list[int | None], steps: int, device: str = "cpu",
-                   temperature: float = 1.0) -> list[Explanation]:
+                   temperature: float = 1.0, passes: Passes | None = None) -> list[Explanation]:
     """A heatmap per image toward its target (None: the predicted label): integrated gradients
-    of the target's (calibrated) probability from the blurred image, in `steps` steps."""
+    of the target's (calibrated) probability from the blurred image, in `steps` steps.
+    `passes`: counted, and stopped (Abandoned)."""
     # deferred: captum.attr takes ~1.5 s to import (matplotlib): only when something is explained.
     from captum.attr import IntegratedGradients
 
-    ig = IntegratedGradients(lambda x: (net(x).float() / temperature).softmax(-1))
+    passes = passes if passes is not None else Passes()
+    probabilities = passes.counted(lambda x: (net(x).float() / temperature).softmax(-1))
+    ig = IntegratedGradients(probabilities)
     transform = pre.eval_transform()
     out: list[Explanation] = []
     for c in range(0, len(images), IMAGE_CHUNK):
         chunk = images[c: c + IMAGE_CHUNK]
         pixels = torch.stack([transform(img) for img in chunk]).to(device)
         with torch.no_grad():
-            probs = (net(pixels).float() / temperature).softmax(-1).cpu()
+            probs = probabilities(pixels).cpu()
         tgt = [targets[c + j] if targets[c + j] is not None else int(probs[j].argmax())
                for j in range(len(chunk))]
         per_pass = max(len(chunk), PIXELS_PER_PASS // (pixels.shape[-1] * pixels.shape[-2]))

@@ -3,10 +3,12 @@ predict with "explain": true answer what the in-process path answers, for a text
 model, while the API process loads no model (the server holds it); bad requests are the same
 4xx, a server that is down is a 503 with Retry-After; on the server an explain runs on its own
 thread, so predict requests are answered while it runs, a full explain queue is refused with
-Retry-After, and an explain whose caller has given up is not run."""
+Retry-After, and an explain whose caller has given up is not run, or stops at its next pass when
+it runs already, giving its place back."""
 import asyncio
 import base64
 import io
+import logging
 import threading
 import time
 import zipfile
@@ -20,9 +22,10 @@ from PIL import Image
 from app import worker_pool
 from app.config import get_settings
 from app.errors import Unavailable
+from app.ml import explain as ml_explain
 from app.models_api import model_server
 from app.models_api.batching import Batcher
-from app.models_api.inference import ModelCache, model_cache
+from app.models_api.inference import ModelCache, model_cache, new_model_cache
 from conftest import FIXTURES
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -184,7 +187,7 @@ class _SlowExplainer:
         self.batcher = Batcher(lambda xs, ks: [{"label": "a", "score": 1.0, "top": []}
                                                for _ in xs], max_wait_s=0)
 
-    def explain(self, inputs, targets, steps, top_k):
+    def explain(self, inputs, targets, steps, top_k, passes=None):
         self.release.wait(30)
         self.explained.append(inputs)
         return [{"label": "a", "score": 1.0, "top": [], "target": "a", "words": []}
@@ -256,3 +259,39 @@ def test_an_explain_whose_caller_gave_up_is_not_run(slow_server):
     assert running.result(30)["explanations"]
     _until(lambda: server.explains == 0)
     assert server.cache.get("mdl_slow", "unused").explained == [["kept"]]
+
+
+def test_a_running_explanation_whose_caller_gave_up_stops_and_gives_its_place_back(
+        client, text_model, tmp_path, monkeypatch, caplog):
+    """A server with room for one explain: the API gives up on a long explanation while it runs
+    (ADAPT_EXPLAIN_TIMEOUT_S); it stops at its next forward/backward pass instead of running
+    them all, nothing is logged as an error, and the next explain request is answered (not
+    refused as busy: the place was given back at once). (Images stop alike: tests/ml.)"""
+    caplog.set_level(logging.INFO, logger="adapt.model_server")
+    url = f"/v1/models/{text_model}/explain"
+    monkeypatch.setattr(ml_explain, "TOKENS_PER_PASS", 8 * 128)  # passes of 8 rows, quick ones
+    # 4 texts past max_length (128 tokens), 32 steps: the probabilities, then 16 passes
+    long = {"inputs": [" ".join(["a moving and brilliant film with a great cast"] * 20)] * 4,
+            "steps": 32}
+    server = model_server.ModelServer(new_model_cache(), max_queued=64, max_explains=1)
+    with model_server_on_a_thread(server, tmp_path / "one.sock") as (_, there):
+        monkeypatch.setattr(get_settings(), "model_server", there.model_server)
+        assert client.post(url, json={"inputs": TEXTS[:1], "steps": 2}).status_code == 200
+        started = time.monotonic()  # (the model is loaded now)
+        assert client.post(url, json=long).status_code == 200
+        # The API gives up a quarter of the way through, however fast this machine is.
+        monkeypatch.setattr(get_settings(), "explain_timeout_s",
+                            (time.monotonic() - started) / 4)
+        gave_up = client.post(url, json=long)
+        assert gave_up.status_code == 503, gave_up.text
+        assert "ADAPT_EXPLAIN_TIMEOUT_S" in gave_up.json()["error"]["message"]
+        monkeypatch.setattr(get_settings(), "explain_timeout_s", 300.0)
+        after = client.post(url, json={"inputs": TEXTS[:1], "steps": 4})
+        assert after.status_code == 200, after.text
+        assert after.json()["explanations"][0]["words"]
+        runs = server.explain_runs[-3:]
+    full, stopped, _ = runs
+    assert [r["outcome"] for r in runs] == ["answered", "abandoned", "answered"]
+    assert 0 < stopped["passes"] < full["passes"]
+    assert f"stopped after {stopped['passes']} passes: its caller hung up" in caplog.text
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
