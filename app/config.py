@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     # predictions and polls come first, training takes the CPU time they leave (0 = the same
     # priority as the API; a worker started with --worker-only is left as it is).
     worker_nice: int = Field(default=10, ge=0, le=19)
+    # That worker also pauses between training steps while the model server on the same cores
+    # holds prediction or explain requests, at most this many seconds per step (so that training
+    # goes on under a steady stream of requests; 0 = never pauses). adapt-serve points it at the
+    # model server's activity file (app.predict_activity) in predict_activity_file.
+    worker_yield_max_pause_s: float = Field(default=1.0, ge=0)
+    predict_activity_file: str = ""
     # The worker classes this deployment runs, so that a job no worker could take is refused (422)
     # at creation: comma-separated "cpu", "gpu" or "gpu:N" (GPU workers holding N GPUs each), e.g.
     # "cpu,gpu:1". Live workers (their heartbeats) count too; with this empty and none heard from,
@@ -146,6 +152,11 @@ class Settings(BaseSettings):
     # natively, float32 elsewhere. Predict may also use fp16 (auto picks it on GPUs without bf16).
     inference_precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     train_precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # Image jobs: DataLoader worker processes decoding and augmenting the images beside the
+    # training loop. "auto" = on CUDA min(8, the CPUs the worker may use − 1), shared among the
+    # processes of a multi-GPU job; on CPU 0 (in the training process: workers would only compete
+    # with training for the same cores). Or a number (0 = in the training process).
+    dataloader_workers: str = Field(default="auto", pattern=r"^(auto|[0-9]+)$")
 
     # Tenant that owns objects when auth is off (the embedded single-user default).
     default_tenant: str = "default"
@@ -156,9 +167,11 @@ class Settings(BaseSettings):
     # Largest JSON (non-upload) request body, bytes.
     max_json_bytes: int = 1 << 20
     # Seconds an API process trusts a key it has verified before it looks the key up again
-    # (0 = every request). A revoked key stops working at once all the same: a revocation bumps
-    # a generation (in Redis with a Redis broker, else a file in data_dir) that is read on every
-    # request, and a changed one empties every process's cache.
+    # (0 = every request). A revoked key stops working at once all the same, on every machine
+    # that shares the database: a revocation bumps a generation that is read on every request,
+    # and a changed one empties every process's cache. It lives in Redis with a Redis broker,
+    # else in the database on PostgreSQL (bumped in the revoking transaction, read with one
+    # primary-key SELECT), else (SQLite) in a file in data_dir.
     key_cache_s: float = Field(default=30.0, ge=0)
     # Rate limits: "auto" = on when API keys are (off in single-user mode), "on", "off". With a
     # Redis broker they are counted in Redis (one limit per key across all API processes and

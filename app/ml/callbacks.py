@@ -2,6 +2,7 @@
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -12,12 +13,23 @@ class TrainState:
     total_steps: int = 0
     steps_per_epoch: int = 0
     samples_seen: int = 0
-    train_loss: float = 0.0   # mean loss over the current epoch so far
+    # the current epoch's summed loss (a tensor on the training device while it trains: read
+    # through train_loss, at a callback's progress interval, never a host sync per step)
+    loss_sum: Any = 0.0
+    loss_n: int = 0
     elapsed_s: float = 0.0    # seconds of training, excluding evaluation (with a `head` job's
                               # encoder pass over the training examples); saved on resume
     best_metric: float | None = None
+    # "bf16" | "fp32": the precision the run trains in, chosen at its start (app.ml.precision.
+    # faster_of) and kept by a resumed run (None: a checkpoint from before the choice was recorded)
+    precision: str | None = None
     best_step: int | None = None
     history: list[dict] = field(default_factory=list)
+
+    @property
+    def train_loss(self) -> float:
+        """The mean loss over the current epoch so far."""
+        return float(self.loss_sum) / self.loss_n if self.loss_n else 0.0
 
 
 @dataclass

@@ -45,7 +45,8 @@ def save(root: Path, *, model: torch.nn.Module, optimizer, scheduler, state: Tra
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                 "rank_rngs": rank_rngs or []},
                tmp / "optim.pt")
-    (tmp / "state.json").write_text(json.dumps({"state": asdict(state), "position": position}))
+    saved = {**asdict(state), "loss_sum": float(state.loss_sum)}
+    (tmp / "state.json").write_text(json.dumps({"state": saved, "position": position}))
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
@@ -88,6 +89,7 @@ def load(path: Path, *, model: torch.nn.Module, optimizer, scheduler) -> tuple[T
         torch.cuda.set_rng_state_all(blob["cuda_rng"])
     meta = json.loads((path / "state.json").read_text())
     rank_rngs = [(cpu, _as_tuple(py), cuda) for cpu, py, cuda in blob.get("rank_rngs", [])]
+    meta["state"].pop("train_loss", None)  # checkpoints from before loss_sum / loss_n
     return TrainState(**meta["state"]), {**meta["position"], "rank_rngs": rank_rngs}
 
 

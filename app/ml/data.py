@@ -124,8 +124,10 @@ def encode(tokenizer, texts: Sequence[str], labels: Sequence[int], max_length: i
     return EncodedTexts(input_ids=ids, labels=list(labels))
 
 
-def collate(examples: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    longest = max(len(x) for x in examples)
+def collate(examples: list[list[int]], pad_id: int, multiple: int = 1) -> dict[str, torch.Tensor]:
+    """Token ids padded to the batch's longest, rounded up to `multiple` (on a GPU, few distinct
+    shapes: each new one costs kernel selection and attention plans), with the attention mask."""
+    longest = -(-max(len(x) for x in examples) // multiple) * multiple
     input_ids = torch.full((len(examples), longest), pad_id, dtype=torch.long)
     mask = torch.zeros((len(examples), longest), dtype=torch.long)
     for row, ids in enumerate(examples):
@@ -198,10 +200,11 @@ def by_length(lengths: Sequence[int], size: int) -> list[list[int]]:
 
 
 def batches(data: EncodedTexts, batch_list: Sequence[Sequence[int]], pad_id: int,
-            start: int = 0) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+            start: int = 0, multiple: int = 1
+            ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
     """Yield (inputs, labels) for the batches of batch_list, starting at batch index start."""
     for idx in batch_list[start:]:
-        inputs = collate([data.input_ids[i] for i in idx], pad_id)
+        inputs = collate([data.input_ids[i] for i in idx], pad_id, multiple)
         yield inputs, torch.tensor([data.labels[i] for i in idx], dtype=torch.long)
 
 
@@ -268,18 +271,19 @@ def text_windows(tokenizer, texts: Sequence[str], max_length: int,
 
 
 def collate_windows(windows: Sequence[Sequence[list[int]]],
-                    pad_id: int) -> dict[str, torch.Tensor]:
+                    pad_id: int, multiple: int = 1) -> dict[str, torch.Tensor]:
     """The windows of some texts in one padded batch, and `doc`: which text each row belongs to
     (the model averages the rows' logits per text)."""
     flat = [(row, w) for row, ws in enumerate(windows) for w in ws]
-    inputs = collate([w for _, w in flat], pad_id)
+    inputs = collate([w for _, w in flat], pad_id, multiple)
     inputs["doc"] = torch.tensor([row for row, _ in flat], dtype=torch.long)
     return inputs
 
 
 def window_batches(data: WindowedTexts, batch_list: Sequence[Sequence[int]], pad_id: int,
-                   start: int = 0) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+                   start: int = 0, multiple: int = 1
+                   ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
     """Every window of the batch's examples in one padded tensor, with `doc` (collate_windows)."""
     for idx in batch_list[start:]:
-        yield (collate_windows([data.windows[i] for i in idx], pad_id),
+        yield (collate_windows([data.windows[i] for i in idx], pad_id, multiple),
                torch.tensor([data.labels[i] for i in idx], dtype=torch.long))

@@ -6,7 +6,6 @@ around a task component (app.ml.tasks) that supplies the data, the model, its ba
     result = recipe.train()
 """
 import logging
-import math
 import random
 import time
 from collections.abc import Sequence
@@ -26,7 +25,8 @@ from app.ml.distill import DistillTask, shallow_student
 from app.ml.distributed import Group
 from app.ml.feature_cache import FeatureCache
 from app.ml.metrics import classification_report
-from app.ml.precision import autocast, train_autocast_dtype
+from app.ml.precision import (DTYPE_NAMES, DTYPES, autocast, configure_device, faster_of,
+                              measured_choice, train_autocast_dtype)
 from app.ml.prune import pruned_copy, pruned_image_copy
 from app.ml.tasks import ImageTask, Task, TextTask
 
@@ -160,6 +160,7 @@ class Recipe:
         seed_everything(self.cfg.seed)
         hp, group = self.cfg.hyperparameters, self.group
         device = group.device if group else torch.device(self.cfg.device)
+        configure_device(str(device))
         if group:
             self.task.shard = (group.rank, group.world)
         if self.follower:  # rank 0 prepares first: the others find its features in the cache
@@ -174,21 +175,23 @@ class Recipe:
         for name, p in self.model.named_parameters():
             if p.requires_grad:
                 (decay if p.ndim >= 2 and "norm" not in name.lower() else no_decay).append(p)
+        # On a GPU the fused AdamW: one kernel for every parameter's update, not several each
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": hp["weight_decay"]},
-             {"params": no_decay, "weight_decay": 0.0}], lr=hp["learning_rate"])
-        self.steps_per_epoch = math.ceil(len(self.splits.train_y) / hp["batch_size"])
+             {"params": no_decay, "weight_decay": 0.0}], lr=hp["learning_rate"],
+            fused=True if device.type == "cuda" else None)
+        # (the task's batches: a distill job's augmented copies add to the training examples)
+        self.steps_per_epoch = len(self.task.batch_list(1))
         total = self.steps_per_epoch * hp["epochs"]
         self.scheduler = get_linear_schedule_with_warmup(
             self.optimizer, int(total * hp["warmup_ratio"]), total)
         self.state = TrainState(epochs=hp["epochs"], total_steps=total,
                                 steps_per_epoch=self.steps_per_epoch)
         self.device = device
-        self.autocast_dtype = train_autocast_dtype(self.cfg.device, self.cfg.precision)
         self._trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
         self._position: tuple = (1, 0, (0.0, 0))  # (epoch, next batch, running loss of epoch)
         self._best: tuple = (None, None, None)
-        self.resumed_step = None
+        self.resumed_step, self.precision_trial = None, None
         if resume_from is not None:
             self._resume(Path(resume_from))  # its state already counts the first attempt's time
         else:
@@ -198,9 +201,68 @@ class Recipe:
                 # A `head` job's encoder pass over the training examples, done once up front, is
                 # training time: without it samples/s would only count the tiny head's steps.
                 self.state.elapsed_s += self.feature_stats.get("train_seconds", 0.0)
+        self.autocast_dtype = self._choose_precision()
         # DDP wraps the model for the training forward only; evaluation, checkpoints and
         # export use the model itself (its parameter names, no collectives)
         self._forward = group.wrap(self.model) if group else self.model
+
+    # -- precision ---------------------------------------------------------------------------
+    def _choose_precision(self) -> torch.dtype | None:
+        """The autocast dtype to train in (None: float32). A resumed run keeps the one its first
+        attempt chose; "auto" on a GPU with native bf16 times the first training batch in
+        both and keeps bf16 only if it was faster (app.ml.precision.faster_of; a group of
+        processes, which would have to agree, keeps bf16 there unmeasured)."""
+        if self.state.precision is not None:
+            return DTYPES.get(self.state.precision)
+        dtype = train_autocast_dtype(self.cfg.device, self.cfg.precision)
+        if (dtype is not None and self.cfg.precision == "auto" and self.group is None
+                and measured_choice(self.cfg.device)):
+            t0 = time.perf_counter()
+            dtype, times = self._time_precisions(dtype)
+            self.precision_trial = {"chosen": DTYPE_NAMES.get(dtype, "fp32"),
+                                    "ms_per_step": times,
+                                    "seconds": round(time.perf_counter() - t0, 3)}
+            self.state.elapsed_s += time.perf_counter() - t0  # the job pays for it: it counts
+        self.state.precision = DTYPE_NAMES.get(dtype, "fp32")
+        return dtype
+
+    def _time_precisions(self, candidate: torch.dtype) -> tuple[torch.dtype | None, dict]:
+        """faster_of on forward and backward passes of the first training batch, leaving no trace:
+        weights (no optimizer step), gradients, batch-norm statistics and every RNG are as before,
+        so the run is the one it would have been in the chosen precision without the trial.
+        Images: a batch decoded here (probe_batch), not DataLoader workers started for one."""
+        if isinstance(self.task, ImageTask):
+            inputs, labels = self.task.probe_batch(self.cfg.hp("batch_size"))
+        else:
+            batches = self.task.train_batches(1)
+            inputs, labels = next(iter(batches))
+            getattr(batches, "close", lambda: None)()
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        labels = labels.to(self.device)
+        loss_fn, cuda = self.loss_fn(), self.device.type == "cuda"
+        rngs = (torch.get_rng_state(), random.getstate(), np.random.get_state(),
+                torch.cuda.get_rng_state_all() if cuda else None)
+        buffers = {k: b.clone() for k, b in self.model.named_buffers()}
+
+        def step(dtype):
+            with autocast(self.cfg.device, dtype):
+                logits = self.model(**inputs)
+            loss_fn(logits.float(), labels).backward()
+
+        self.model.train()
+        try:
+            return faster_of(step, candidate,
+                             torch.cuda.synchronize if cuda else (lambda: None))
+        finally:
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for k, b in self.model.named_buffers():
+                    b.copy_(buffers[k])
+            torch.set_rng_state(rngs[0])
+            random.setstate(rngs[1])
+            np.random.set_state(rngs[2])
+            if cuda:
+                torch.cuda.set_rng_state_all(rngs[3])
 
     # -- train -------------------------------------------------------------------------------
     def train(self) -> TrainResult:
@@ -216,6 +278,7 @@ class Recipe:
             batch_idx = first_batch if epoch == first_epoch else 0
             if epoch != first_epoch:
                 loss_sum, loss_n = 0.0, 0
+            state.loss_sum, state.loss_n = loss_sum, loss_n
             t0 = time.perf_counter()
             for inputs, labels in self.task.train_batches(epoch, start=batch_idx):
                 batch_loss, batch_n = self.train_step(inputs, labels, loss_fn)
@@ -223,14 +286,14 @@ class Recipe:
                 batch_idx += 1
                 state.step += 1
                 state.samples_seen += batch_n
-                state.train_loss = loss_sum / loss_n
+                state.loss_sum, state.loss_n = loss_sum, loss_n
                 now = time.perf_counter()
                 state.elapsed_s += now - t0
                 self.cb.on_step_end(state, control)
                 if self.group:
                     self.group.follow(control)
                 if control.should_save:
-                    self._save_resume((epoch, batch_idx, (loss_sum, loss_n)), control)
+                    self._save_resume((epoch, batch_idx, (float(loss_sum), loss_n)), control)
                 if control.should_stop:
                     break
                 t0 = time.perf_counter()
@@ -246,8 +309,9 @@ class Recipe:
         return TrainResult(state, control.stop_reason, *self._best)
 
     def train_step(self, inputs: dict[str, torch.Tensor], labels: torch.Tensor,
-                   loss_fn) -> tuple[float, int]:
-        """One optimizer step on a batch; its (summed loss, examples)."""
+                   loss_fn) -> tuple[torch.Tensor | float, int]:
+        """One optimizer step on a batch; its (summed loss, examples): the loss a float64 tensor
+        on the device (nothing waits for the GPU here), a float in a group."""
         inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
         with autocast(self.cfg.device, self.autocast_dtype):
             logits = self._forward(**inputs)
@@ -264,14 +328,14 @@ class Recipe:
         return getattr(self.task, "loss", None) or torch.nn.CrossEntropyLoss()
 
     def _backward(self, logits: torch.Tensor, labels: torch.Tensor,
-                  loss_fn) -> tuple[float, int]:
+                  loss_fn) -> tuple[torch.Tensor | float, int]:
         """Backward of the batch's loss; returns its (summed loss, examples). In a group: of this
         process's share, summed (padding ignored), the gradients rescaled to the mean over the
         whole batch (Group.step), and the whole batch's figures returned."""
         if self.group is None:
             loss = loss_fn(logits.float(), labels)
             loss.backward()
-            return loss.item() * len(labels), len(labels)
+            return loss.detach().double() * len(labels), len(labels)
         loss = torch.nn.functional.cross_entropy(logits.float(), labels, reduction="sum",
                                                  ignore_index=IGNORE_LABEL)
         loss.backward()

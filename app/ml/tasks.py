@@ -9,7 +9,6 @@ checkpoint directory. With `shard` = (rank, processes), both yield only that pro
 (app.ml.data.shard_batches; labels of padding examples are IGNORE_LABEL).
 """
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,9 @@ from app.ml import data as D
 from app.ml import modeling, vision
 from app.ml.config import TrainConfig
 from app.ml.feature_cache import FeatureCache, example_key
+from app.ml.image_loader import ImageExamples, collate, image_batches
 from app.ml.modeling_adapt import pool_windows
-from app.ml.precision import autocast, train_autocast_dtype
+from app.ml.precision import autocast, pad_multiple, train_autocast_dtype
 
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor]          # (model inputs, label indices)
 EvalBatch = tuple[list[int], dict[str, torch.Tensor], torch.Tensor]  # + example indices
@@ -58,12 +58,13 @@ class _Tokens:
 
     data: D.EncodedTexts
     pad_id: int
+    multiple: int = 1  # lengths padded to a multiple of this (app.ml.precision.pad_multiple)
 
     def lengths(self) -> list[int]:
         return [len(x) for x in self.data.input_ids]
 
     def batches(self, batch_list: list[list[int]], start: int = 0) -> Iterator[Batch]:
-        return D.batches(self.data, batch_list, self.pad_id, start=start)
+        return D.batches(self.data, batch_list, self.pad_id, start=start, multiple=self.multiple)
 
 
 @dataclass
@@ -85,12 +86,14 @@ class _Windows:
 
     data: D.WindowedTexts
     pad_id: int
+    multiple: int = 1
 
     def lengths(self) -> list[int]:
         return [sum(map(len, w)) for w in self.data.windows]
 
     def batches(self, batch_list: list[list[int]], start: int = 0) -> Iterator[Batch]:
-        return D.window_batches(self.data, batch_list, self.pad_id, start=start)
+        return D.window_batches(self.data, batch_list, self.pad_id, start=start,
+                                multiple=self.multiple)
 
 
 class TextTask:
@@ -117,6 +120,7 @@ class TextTask:
         self.cfg, hp = cfg, cfg.hyperparameters
         self.tokenizer = modeling.load_tokenizer(self.model_dir)
         self.pad_id = self.tokenizer.pad_token_id or 0
+        self.pad_multiple = pad_multiple(cfg.device)
         self.chunking = self._choose_chunking(hp, train, validation)
         train_ids, val_ids = self._encode(train), self._encode(validation)
         model = (self.build(cfg) if self.build is not None
@@ -128,8 +132,9 @@ class TextTask:
                 self.chunking) else self._featurize(model, train_ids, val_ids)
             self._train, self._val = _Features(train_f), _Features(val_f)
         else:
-            source = _Windows if self.chunking else _Tokens
-            self._train, self._val = source(train_ids, self.pad_id), source(val_ids, self.pad_id)
+            source, m = _Windows if self.chunking else _Tokens, self.pad_multiple
+            self._train, self._val = (source(train_ids, self.pad_id, m),
+                                      source(val_ids, self.pad_id, m))
         self._n_train = len(train_ids)
         self._train_lengths = self._train.lengths() if hp.get("length_bucketing") else None
         val_lengths, size = self._val.lengths(), hp["eval_batch_size"]
@@ -144,8 +149,10 @@ class TextTask:
         mode, limit = hp.get("chunking", 0), hp["max_length"]
         counts = D.token_counts(self.tokenizer, [*train.inputs, *validation.inputs])
         over = sum(c > limit for c in counts)
-        over_train = sum(c > limit for c in counts[: len(train)])
-        on = bool(mode) if mode is not None else over_train * 2 > len(train)
+        # (labelled texts decide: a distill job's augmented copies are shorter n-grams of them)
+        labelled = [c for c, y in zip(counts, train.labels) if y != D.IGNORE_LABEL]
+        over_train = sum(c > limit for c in labelled)
+        on = bool(mode) if mode is not None else over_train * 2 > len(labelled)
         cut = over
         if on:
             specials = self.tokenizer.num_special_tokens_to_add()
@@ -193,7 +200,8 @@ class TextTask:
         bs = cfg.hp("eval_batch_size")
         for b in range(0, len(todo), bs):
             chunk = todo[b: b + bs]
-            inputs = D.collate([datasets[d].input_ids[i] for _, (d, i) in chunk], self.pad_id)
+            inputs = D.collate([datasets[d].input_ids[i] for _, (d, i) in chunk], self.pad_id,
+                               self.pad_multiple)
             with autocast(cfg.device, train_autocast_dtype(cfg.device, cfg.precision)):
                 feats = model.features(**{k: v.to(cfg.device) for k, v in inputs.items()})
             computed.update((k, f.float().cpu()) for (k, _), f in zip(chunk, feats, strict=True))
@@ -260,8 +268,9 @@ class TextTask:
 
 # -- images -------------------------------------------------------------------------------------
 class ImageTask:
-    """A torchvision network on images read from the dataset's ZIP and decoded in the training
-    process (so augmentation draws from the saved RNG: resume is exact)."""
+    """A torchvision network on images read from the dataset's ZIP, decoded and augmented by a
+    DataLoader (app.ml.image_loader: worker processes and pinned memory on CUDA, in this process
+    on CPU); augmentation draws are a function of (seed, epoch, example), so resume is exact."""
 
     feature_stats = None
 
@@ -287,13 +296,16 @@ class ImageTask:
         model = vision.VisionClassifier(self.architecture, len(cfg.labels), state)
         return vision.apply_method(model, cfg.method, hp)
 
-    def _batches(self, data: D.MemberList, batch_list: list[list[int]], start: int,
-                 tf) -> Iterator[Batch]:
-        with zipfile.ZipFile(self.images_zip) as zf:
-            for idx in batch_list[start:]:
-                pixels = torch.stack([tf(vision.decode_image(zf.read(data.members[i])))
-                                      for i in idx])
-                yield {"pixel_values": pixels}, torch.tensor([data.labels[i] for i in idx])
+    def _examples(self, epoch: int | None) -> ImageExamples:
+        """The training examples with epoch's augmentation draws; None: validation."""
+        if epoch is None:
+            return ImageExamples(self.images_zip, self.val_data, self.eval_tf)
+        return ImageExamples(self.images_zip, self.train_data, self.train_tf,
+                             (self.cfg.seed, epoch))
+
+    def _batches(self, examples: ImageExamples, batch_list: list[list[int]]) -> Iterator[Batch]:
+        return image_batches(examples, batch_list, device=self.cfg.device,
+                             workers=self.cfg.loader_workers, seed=self.cfg.seed)
 
     def batch_list(self, epoch: int) -> list[list[int]]:
         return D.epoch_batches(len(self.train_data), self.cfg.hp("batch_size"), self.cfg.seed,
@@ -301,14 +313,13 @@ class ImageTask:
 
     def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         mine, pad = D.shard_batches(self.batch_list(epoch), *self.shard)
-        return D.without_padding(self._batches(self.train_data, mine, start, self.train_tf),
+        return D.without_padding(self._batches(self._examples(epoch), mine[start:]),
                                  pad[start:])
 
     def probe_batch(self, size: int) -> Batch:
-        """A training batch of `size` images (all the same size: any will do)."""
-        n = len(self.train_data)
-        return next(self._batches(self.train_data, [[k % n for k in range(size)]], 0,
-                                  self.train_tf))
+        """A training batch of `size` images (all the same size: any will do), made here."""
+        examples, n = self._examples(1), len(self.train_data)
+        return collate([examples[k % n] for k in range(size)])
 
     def units(self, batch_list: list[list[int]], validation: bool = False) -> int:
         return sum(map(len, batch_list))
@@ -318,8 +329,8 @@ class ImageTask:
 
     def eval_batches(self) -> Iterator[EvalBatch]:
         mine = self._eval_list[self.shard[0]::self.shard[1]]
-        for idx, (inputs, labels) in zip(mine, self._batches(self.val_data, mine, 0,
-                                                              self.eval_tf), strict=True):
+        for idx, (inputs, labels) in zip(mine, self._batches(self._examples(None), mine),
+                                         strict=True):
             yield idx, inputs, labels
 
     def export(self, model: torch.nn.Module, path: Path, extra: dict) -> None:

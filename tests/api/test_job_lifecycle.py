@@ -8,6 +8,8 @@ import pytest
 from helpers import toy_csv, wait_for_job
 from transformers import AutoModelForSequenceClassification, pipeline
 
+from app.ml.precision import train_autocast_dtype
+
 pytestmark = pytest.mark.usefixtures("worker")
 
 
@@ -32,6 +34,8 @@ def test_job_succeeds_with_metrics_progress_and_a_model(client, finished_job):
     assert job["attempts"] == 1 and job["started_at"] and job["finished_at"]
     assert job["progress"]["step"] == job["progress"]["total_steps"] == 45
     assert job["progress"]["epoch"] == 3 and job["progress"]["eta_seconds"] == 0
+    # the precision it trained in (on a CPU: bf16 only with AMX; a GPU measures both first)
+    assert job["progress"]["precision"] == ("bf16" if train_autocast_dtype("cpu") else "fp32")
     assert job["metrics"]["val_accuracy"] >= 0.9  # separable words: the tiny model learns them
     assert job["model"].startswith("mdl_")
 

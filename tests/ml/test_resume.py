@@ -77,7 +77,7 @@ def test_only_the_last_k_resume_checkpoints_are_kept_and_tmp_dirs_never_count(ti
     assert checkpointing.latest(tmp_path / "resume").name == "step-00000030"
 
 
-def image_recipe(work, callbacks, resume_from=None):
+def image_recipe(work, callbacks, resume_from=None, precision="auto"):
     """A small slice of the digits ZIP on an untrained mobilenet_v2, augmentation on: resume must
     replay the augmentation draws and the batch-norm statistics."""
     src = FIXTURES / "digits" / "digits-train.zip"
@@ -88,7 +88,8 @@ def image_recipe(work, callbacks, resume_from=None):
     y = [labels.index(m.split("/")[0]) for m in members]
     hp = resolve_hyperparameters("full", {"epochs": 2, "batch_size": 8, "image_size": 32,
                                           "augment": 1, "hflip": 1}, "image-classification")
-    cfg = TrainConfig(method="full", labels=labels, seed=3, hyperparameters=hp)
+    cfg = TrainConfig(method="full", labels=labels, seed=3, hyperparameters=hp,
+                      precision=precision)
     r = build_recipe(cfg, BaseModelSpec("image-classification", None, "mobilenet_v2"),
                      Splits(labels, members[:32], y[:32], members[32:], y[32:]),
                      work_dir=work / "out", images_zip=src, callbacks=callbacks,
