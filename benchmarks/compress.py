@@ -6,6 +6,9 @@ default, to keep the run short on two busy cores), then
     distilled student (method distill, student_layers N), and the same student trained WITHOUT the
     teacher: the same layers and the same schedule with alpha 0 (the loss is then the labels'
     cross-entropy alone: plain fine-tuning),
+  - with --augment-copies N, a third student: distilled as the first, its training set grown by
+    N altered copies of each review labelled by the teacher alone (hyperparameter
+    augment_copies; Tang et al. 2019), for --augment-epochs,
   - the teacher pruned to half its FFN width (POST /v1/models/{id}/prune, ffn 0.5) and retrained
     for --prune-epochs (default 2),
 
@@ -97,6 +100,9 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=2.0)
     ap.add_argument("--prune-epochs", type=int, default=2,
                     help="retraining epochs after pruning (0: no pruning run)")
+    ap.add_argument("--augment-copies", type=int, default=0,
+                    help="N > 0: also a distilled student with N augmented copies of each text")
+    ap.add_argument("--augment-epochs", type=int, default=None, help="default: --epochs")
     ap.add_argument("--train-examples", type=int, default=1600,
                     help="a seeded subsample of train.csv's 3,200 (0: all)")
     args = ap.parse_args()
@@ -111,13 +117,16 @@ def main() -> None:
                                      **hp, "epochs": args.teacher_epochs or args.epochs}})
         distill = {**common, "base_model": args.student_base, "method": "distill",
                    "teacher": teacher["model"]}
-        students = []  # (depth, distilled job, plain job)
+        students = []  # (depth, distilled job, plain job, augmented job or None)
         for depth in [int(d) for d in args.student_layers.split(",")]:
             student_hp = {**hp, "temperature": args.temperature,
                           **({"student_layers": depth} if depth else {})}
+            augmented = run_job(base, {**distill, "hyperparameters": {
+                **student_hp, "alpha": args.alpha, "augment_copies": args.augment_copies,
+                "epochs": args.augment_epochs or args.epochs}}) if args.augment_copies else None
             students.append((depth, run_job(base, {**distill, "hyperparameters": {
                 **student_hp, "alpha": args.alpha}}), run_job(base, {**distill, "hyperparameters": {
-                    **student_hp, "alpha": 0.0}})))
+                    **student_hp, "alpha": 0.0}}), augmented))
         pruned = wait(base, call(base, f"/v1/models/{teacher['model']}/prune", {
             "target": {"ffn": 0.5}, "retrain_epochs": args.prune_epochs,
             "hyperparameters": {"max_length": args.max_length}})) if args.prune_epochs else None
@@ -125,11 +134,14 @@ def main() -> None:
         runs = [(f"teacher: {args.teacher_base} {args.teacher_method}", teacher)]
         if pruned:
             runs.append((f"teacher pruned to half FFN + {args.prune_epochs} epochs", pruned))
-        for depth, student, plain in students:
+        for depth, student, plain, augmented in students:
             which = f"{depth}/6 layers" if depth else f"{args.student_base} full"
             runs += [(f"distilled student ({which}, T={args.temperature:g}, "
                       f"alpha={args.alpha:g})", student),
                      (f"same student ({which}), no teacher (alpha=0)", plain)]
+            if augmented:
+                runs.append((f"distilled + {args.augment_copies} augmented copies ({which}, "
+                             f"{args.augment_epochs or args.epochs} ep)", augmented))
         rows = []
         for name, job in runs:
             model = call(base, f"/v1/models/{job['model']}")
@@ -146,18 +158,22 @@ def main() -> None:
         print(f"{name:48} {f['params']:>11,} {f['size_bytes'] / 1e6:>8.1f} "
               f"{f['latency_ms_b1']:>7.2f} {ref['latency_ms_b1'] / f['latency_ms_b1']:>7.2f}× "
               f"{f['accuracy']:>8.4f} {100 * (f['accuracy'] - ref['accuracy']):>+7.2f}")
-    first = 2 if pruned else 1  # the first student's row
     print()
-    for i, (depth, _, _) in enumerate(students):
-        student_f, plain_f = rows[first + 2 * i][2], rows[first + 1 + 2 * i][2]
-        speedup = ref["latency_ms_b1"] / student_f["latency_ms_b1"]
-        lost = 100 * (ref["accuracy"] - student_f["accuracy"])
-        gain = 100 * (student_f["accuracy"] - plain_f["accuracy"])
-        print(f"{f'{depth}-layer' if depth else args.student_base} student vs teacher: {speedup:.2f}× faster at batch 1 (target ≥ 3×: "
-              f"{'met' if speedup >= 3 else 'NOT met'}), {lost:+.2f} points lost (target ≤ 2: "
-              f"{'met' if lost <= 2 else 'NOT met'}); distillation vs plain fine-tuning of the "
-              f"same student: {gain:+.2f} points "
-              f"({'distillation wins' if gain > 0 else 'distillation does not win'})")
+    at = 2 if pruned else 1  # the first student's row
+    for depth, _, _, augmented in students:
+        plain_f = rows[at + 1][2]
+        for kind, student_f in [("", rows[at][2])] + (
+                [(" (augmented)", rows[at + 2][2])] if augmented else []):
+            speedup = ref["latency_ms_b1"] / student_f["latency_ms_b1"]
+            lost = 100 * (ref["accuracy"] - student_f["accuracy"])
+            gain = 100 * (student_f["accuracy"] - plain_f["accuracy"])
+            print(f"{f'{depth}-layer' if depth else args.student_base} student{kind} vs teacher: "
+                  f"{speedup:.2f}× faster at batch 1 (target ≥ 3×: "
+                  f"{'met' if speedup >= 3 else 'NOT met'}), {lost:+.2f} points lost (target ≤ 2: "
+                  f"{'met' if lost <= 2 else 'NOT met'}); distillation vs plain fine-tuning of the "
+                  f"same student: {gain:+.2f} points "
+                  f"({'distillation wins' if gain > 0 else 'distillation does not win'})")
+        at += 3 if augmented else 2
     if pruned:
         pruned_f = rows[1][2]
         pruned_lost = 100 * (ref["accuracy"] - pruned_f["accuracy"])

@@ -8,10 +8,16 @@ teacher's logits beside the label index ([B, 1 + C]: column 0 the label, then th
 
     loss = alpha * T² * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE(student, y)
 
+With augment_copies (text), altered copies of the training texts join the training set, labelled
+by the teacher alone (their label is IGNORE_LABEL: KL only), as in Tang et al. 2019, "Distilling
+Task-Specific Knowledge from BERT into Simple Neural Networks": the teacher's knowledge reaches
+the student through far more inputs than the labelled ones.
+
 Evaluation and export are the student task's own: the student is an ordinary model.
 """
 import hashlib
 import os
+import random
 import zipfile
 from collections.abc import Iterator
 from dataclasses import replace
@@ -26,18 +32,52 @@ from app.ml import modeling, vision
 from app.ml.config import TrainConfig
 from app.ml.tasks import Batch, EvalBatch, Task
 
-__all__ = ["DistillTask", "distill_loss", "shallow_student", "teacher_logits"]
+__all__ = ["DistillTask", "augment_texts", "distill_loss", "shallow_student", "teacher_logits"]
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
                  temperature: float, alpha: float) -> torch.Tensor:
-    """alpha·T²·KL(teacher_T ‖ student_T) + (1 − alpha)·CE(student, labels), batch-mean."""
+    """alpha·T²·KL(teacher_T ‖ student_T) + (1 − alpha)·CE(student, labels): the KL term is the
+    batch mean, the CE term the mean over the labelled examples (IGNORE_LABEL: teacher only)."""
     t = temperature
     kl = nn.functional.kl_div(nn.functional.log_softmax(student / t, dim=-1),
                               nn.functional.log_softmax(teacher / t, dim=-1),
                               reduction="batchmean", log_target=True)
-    ce = nn.functional.cross_entropy(student, labels)
+    labelled = labels != D.IGNORE_LABEL
+    ce = (nn.functional.cross_entropy(student[labelled], labels[labelled]) if labelled.any()
+          else student.sum() * 0.0)
     return alpha * t * t * kl + (1.0 - alpha) * ce
+
+
+def augment_texts(texts: list[str], copies: int, seed: int, mask_token: str | None,
+                  p_mask: float = 0.1, p_replace: float = 0.1, p_ngram: float = 0.25,
+                  max_ngram: int = 5) -> list[str]:
+    """`copies` altered copies of each text (copy-major), Tang et al.'s rules: each word is
+    masked with p_mask (dropped when there is no mask token), else replaced with p_replace by a
+    word drawn from the texts' own word distribution (theirs draws one of the same part of
+    speech), and then with p_ngram only an n-gram (n ≤ max_ngram) of the result is kept. A
+    function of (texts, copies, seed): a resumed job makes the same copies."""
+    rng = random.Random(f"augment:{seed}")
+    pool = [w for t in texts for w in t.split()]
+    out = []
+    for _ in range(copies):
+        for text in texts:
+            words = []
+            for w in text.split():
+                x = rng.random()
+                if x < p_mask:
+                    if mask_token:
+                        words.append(mask_token)
+                elif x < p_mask + p_replace:
+                    words.append(rng.choice(pool))
+                else:
+                    words.append(w)
+            if words and rng.random() < p_ngram:
+                n = rng.randint(1, min(max_ngram, len(words)))
+                at = rng.randrange(len(words) - n + 1)
+                words = words[at: at + n]
+            out.append(" ".join(words) or text)
+    return out
 
 
 def keep_layers(total: int, keep: int) -> list[int]:
@@ -108,6 +148,12 @@ class DistillTask:
                 validation: D.Examples) -> torch.nn.Module:
         self.cfg = cfg
         self.temperature, self.alpha = cfg.hp("temperature"), cfg.hp("alpha")
+        copies = cfg.hyperparameters.get("augment_copies") or 0
+        if copies and self.images_zip is None:
+            mask = getattr(modeling.load_tokenizer(self.teacher_dir), "mask_token", None)
+            extra = augment_texts(list(train.inputs), copies, cfg.seed, mask)
+            train = D.Examples([*train.inputs, *extra],
+                               [*train.labels, *[D.IGNORE_LABEL] * len(extra)])
         model = self.student.prepare(replace(cfg, method="full"), train, validation)
         self.logits = self._cached_logits(list(train.inputs))
         if self.logits.shape != (len(train.inputs), len(cfg.labels)):

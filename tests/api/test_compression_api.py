@@ -61,6 +61,21 @@ def test_a_distilled_student_is_an_ordinary_model_that_records_its_teacher(clien
     assert model["id"] in [m["id"] for m in listed]
 
 
+def test_augmented_copies_make_each_epoch_longer_and_the_student_still_learns(client, dataset,
+                                                                             teacher):
+    res = distill(client, dataset["id"], teacher["id"], hyperparameters={
+        "epochs": 2, "batch_size": 8, "learning_rate": 3e-3, "student_layers": 1,
+        "augment_copies": 2})
+    assert res.status_code == 201, res.text
+    assert res.json()["hyperparameters"]["augment_copies"] == 2
+    job = wait_for_job(client, res.json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+    # 120 training reviews and 2 copies of each, taught by the teacher: 360 a epoch, 45 batches
+    assert job["progress"]["total_steps"] == 2 * 45 == job["progress"]["step"]
+    model = client.get(f"/v1/models/{job['model']}").json()
+    assert model["compression"]["accuracy"] >= 0.9
+
+
 def test_a_pruned_model_has_half_the_ffn_and_heads_and_reloads_from_its_download(
         client, teacher, tmp_path):
     res = client.post(f"/v1/models/{teacher['id']}/prune",
@@ -160,6 +175,11 @@ def test_bad_distill_requests_are_4xx_and_keep_nothing(client, environment, data
          None),
         (dict(hyperparameters={"temperature": 0.0}), 422, "hyperparameters.temperature", None),
         (dict(hyperparameters={"alpha": 2}), 422, "hyperparameters.alpha", None),
+        (dict(hyperparameters={"augment_copies": 51}), 422, "hyperparameters.augment_copies",
+         None),
+        (dict(training_dataset=images["id"], base_model="mobilenet-v2-imagenet",
+              hyperparameters={"augment_copies": 2}), 422, "hyperparameters.augment_copies",
+         None),
         (dict(method="full", hyperparameters={"epochs": 1}), 422, "teacher", None),
     ]
     before, files = _jobs(client), set(environment.data_dir.rglob("*"))

@@ -9,7 +9,8 @@ import torch
 from app.ml import checkpointing
 from app.ml.callbacks import PeriodicSave
 from app.ml.config import TrainConfig, resolve_hyperparameters
-from app.ml.distill import distill_loss, keep_layers
+from app.ml.data import IGNORE_LABEL
+from app.ml.distill import augment_texts, distill_loss, keep_layers
 from app.ml.measure import compare, figures
 from app.ml.modeling import encoder_blocks, load_exported
 from app.ml.prune import parameter_count, prune_encoder, prune_ffn
@@ -55,6 +56,59 @@ def test_distill_loss_mixes_softened_kl_and_cross_entropy():
                           0.3 * 4 * kl + 0.7 * ce, atol=1e-6)
 
 
+def test_teacher_only_examples_add_kl_and_no_cross_entropy():
+    torch.manual_seed(1)
+    student, teacher = torch.randn(4, 3), torch.randn(4, 3)
+    labels = torch.tensor([2, IGNORE_LABEL, 0, IGNORE_LABEL])
+    kl = torch.nn.functional.kl_div((student / 2).log_softmax(-1), (teacher / 2).softmax(-1),
+                                    reduction="batchmean")
+    ce = torch.nn.functional.cross_entropy(student[[0, 2]], labels[[0, 2]])
+    assert torch.allclose(distill_loss(student, teacher, labels, 2.0, 0.3),
+                          0.3 * 4 * kl + 0.7 * ce, atol=1e-6)
+    none = torch.full((4,), IGNORE_LABEL)  # a batch of augmented copies only: KL alone, finite
+    student.requires_grad_(True)
+    loss = distill_loss(student, teacher, none, 2.0, 0.3)
+    assert torch.allclose(loss, 0.3 * 4 * kl, atol=1e-6)
+    loss.backward()
+    assert torch.isfinite(student.grad).all() and student.grad.abs().sum() > 0
+
+
+def test_augmented_copies_follow_the_rules_and_depend_only_on_the_seed():
+    texts = [f"w{i} the film was quite good and long enough for me" for i in range(200)]
+    copies = augment_texts(texts, 3, seed=7, mask_token="[MASK]")
+    assert len(copies) == 600 and copies == augment_texts(texts, 3, 7, "[MASK]")
+    assert copies != augment_texts(texts, 3, 8, "[MASK]")
+    vocabulary = {w for t in texts for w in t.split()} | {"[MASK]"}
+    assert all(c and set(c.split()) <= vocabulary for c in copies)  # no word from elsewhere
+    words = [c.split() for c in copies]
+    masked = sum(w.count("[MASK]") for w in words) / sum(map(len, words))
+    short = sum(len(w) <= 5 for w in words) / len(words)  # n-grams kept (a text has 11 words)
+    assert 0.05 < masked < 0.15 and 0.18 < short < 0.32
+    assert copies[:200] != texts and sum(c == t for c, t in zip(copies, texts * 3)) < 60
+    assert "[MASK]" not in " ".join(augment_texts(texts, 1, 7, None))  # no mask token: dropped
+
+
+def test_a_distill_run_with_augmented_copies_trains_on_them_and_resumes_exactly(
+        tiny_model, teacher, tmp_path):
+    r = distill_recipe(tiny_model, teacher, tmp_path / "a", student_layers=1, augment_copies=2)
+    assert r.task.logits.shape == (3 * len(TRAIN[0]), 2)  # the teacher labels every copy
+    assert r.steps_per_epoch == 30  # 240 examples in batches of 8
+    expected = r.train()
+    assert expected.state.step == 60 and expected.best_metrics["val_accuracy"] >= 0.9
+    killed = distill_recipe(tiny_model, teacher, tmp_path / "b", [PeriodicSave(every_steps=8),
+                                                                  Crash(37)], student_layers=1,
+                            augment_copies=2)
+    assert killed.train().stop_reason == "killed"
+    resumed = distill_recipe(tiny_model, teacher, tmp_path / "b", [PeriodicSave(every_steps=8)],
+                             resume_from=checkpointing.latest(tmp_path / "b" / "resume"),
+                             student_layers=1, augment_copies=2)
+    assert resumed.resumed_step == 32 and not resumed.task.teacher_computed
+    result = resumed.train()
+    a, b = dict(r.model.named_parameters()), dict(resumed.model.named_parameters())
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert result.state.history == expected.state.history
+
+
 def test_a_shallow_student_keeps_evenly_spaced_layers_ending_with_the_last():
     assert keep_layers(6, 2) == [2, 5] and keep_layers(6, 3) == [1, 3, 5]
     assert keep_layers(12, 4) == [2, 5, 8, 11] and keep_layers(2, 2) == [0, 1]
@@ -73,6 +127,14 @@ def test_distill_hyperparameters_are_validated():
         resolve_hyperparameters("full", {"temperature": 2})
     with pytest.raises(ValueError, match="text models only"):
         resolve_hyperparameters("distill", {"student_layers": 2}, "image-classification")
+    assert resolve_hyperparameters("distill", {"augment_copies": 4})["augment_copies"] == 4
+    for bad in ({"augment_copies": -1}, {"augment_copies": 51}, {"augment_copies": 1.5}):
+        with pytest.raises(ValueError, match="augment_copies"):
+            resolve_hyperparameters("distill", bad)
+    with pytest.raises(ValueError, match="distill"):
+        resolve_hyperparameters("full", {"augment_copies": 2})
+    with pytest.raises(ValueError, match="unknown"):
+        resolve_hyperparameters("distill", {"augment_copies": 2}, "image-classification")
 
 
 def test_a_distilled_shallow_student_learns_and_reloads_at_its_depth(tiny_model, teacher,
