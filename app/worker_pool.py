@@ -1,8 +1,9 @@
 """Worker processes by device: one per GPU (CUDA_VISIBLE_DEVICES pinned), or one CPU worker.
 
 `plan` decides, from the GPUs this machine shows, which processes to run, each with the
-environment it needs and the queues it consumes (app.queue.worker_queues); `supervise` runs them
-and passes SIGTERM on, so each checkpoints its running job before the whole stops."""
+environment it needs and the queues it consumes (app.queue.worker_queues); `supervise` runs them,
+starting one that dies again (later each time while it keeps dying, as `Kept` does), and passes
+SIGTERM on, so each checkpoints its running job before the whole stops."""
 import ctypes
 import json
 import logging
@@ -18,7 +19,9 @@ from pathlib import Path
 from app.queue import worker_queues
 
 log = logging.getLogger(__name__)
-RESTART_DELAY_S = 5.0
+# A process that dies within STABLE_S of its start waits RESTART_DELAY_S, doubling each time up
+# to MAX_DELAY_S, before it is started again (Kept; supervise's workers are Kepts too).
+RESTART_DELAY_S, MAX_DELAY_S, STABLE_S = 0.5, 30.0, 60.0
 
 
 @dataclass(frozen=True)
@@ -107,45 +110,51 @@ def start(spec: WorkerSpec, command: list[str], nice: int = 0, **popen) -> subpr
 
 
 def supervise(specs: list[WorkerSpec], command: Callable[[WorkerSpec], list[str]],
-              restart_delay_s: float = RESTART_DELAY_S) -> int:
+              restart_delay_s: float = RESTART_DELAY_S, max_delay_s: float = MAX_DELAY_S,
+              stable_s: float = STABLE_S) -> int:
     """Run one process per spec until SIGTERM/SIGINT, which goes on to every process (each
-    checkpoints its running job and exits); a process that dies on its own is started again.
-    Each child has its own session, so a terminal's Ctrl-C reaches it once, through us."""
-    procs = [start(spec, command(spec), start_new_session=True) for spec in specs]
+    checkpoints its running job and exits). Each is a Kept: one that dies on its own is started
+    again, after a wait that doubles (restart_delay_s up to max_delay_s) while it keeps dying
+    within stable_s of its start; it waits on its own thread, so the others stay supervised and
+    a signal is acted on meanwhile. Each child has its own session, so a terminal's Ctrl-C
+    reaches it once, through us."""
+    kept = [Kept(spec, command(spec), restart_delay_s, name=_worker_name(spec),
+                 max_delay_s=max_delay_s, stable_s=stable_s) for spec in specs]
     stopping: list[int] = []
-
-    def _stop(signum, _frame):
-        stopping.append(signum)
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    for spec, proc in zip(specs, procs, strict=True):
-        log.info("worker %d: %s, %s, queues %s", proc.pid, spec.device,
+    # The handler only records: terminate() takes a Kept's lock, which a second signal arriving
+    # inside the first handler would then wait on for ever.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _frame: stopping.append(signum))
+    for spec, k in zip(specs, kept, strict=True):
+        log.info("worker %d: %s, %s, queues %s", k.proc.pid, spec.device,
                  spec.env.get("CUDA_VISIBLE_DEVICES", "-"), ",".join(spec.queues))
-    while not (stopping and all(p.poll() is not None for p in procs)):
-        for i, proc in enumerate(procs):
-            if proc.poll() is not None and not stopping:
-                log.warning("worker %d exited (%s); starting it again", proc.pid,
-                            proc.returncode)
-                time.sleep(restart_delay_s)
-                if not stopping:
-                    procs[i] = start(specs[i], command(specs[i]), start_new_session=True)
+    handled = 0
+    while not (handled and all(k.proc.poll() is not None for k in kept)):
+        if len(stopping) > handled:  # (again: a second Ctrl-C is passed on too)
+            handled = len(stopping)
+            for k in kept:
+                k.terminate()
         time.sleep(0.2)
+    for k in kept:
+        k.stop()  # all have exited: this joins their threads
     return 0
 
 
+def _worker_name(spec: WorkerSpec) -> str:
+    gpus = spec.env.get("CUDA_VISIBLE_DEVICES")
+    return f"GPU {gpus} worker" if gpus else f"{spec.device} worker"
+
+
 class Kept:
-    """One process kept running by a thread (next to the API, which has the main thread): started
-    again after it exits on its own, until stop(). A process that keeps dying within stable_s of
+    """One process kept running by a thread (next to the API, which has the main thread; or one
+    of supervise's workers): started again after it exits on its own, until stop(). A process that keeps dying within stable_s of
     its start waits longer each time (restart_delay_s, doubling up to max_delay_s); one that
     stayed up that long waits restart_delay_s again. While it waits, down_file (when given) holds
     the wall-clock time of its next start (app.models_api.model_server reads it for Retry-After)."""
 
-    def __init__(self, spec: WorkerSpec, command: list[str], restart_delay_s: float = 0.5,
-                 name: str = "process", max_delay_s: float = 30.0, stable_s: float = 60.0,
+    def __init__(self, spec: WorkerSpec, command: list[str],
+                 restart_delay_s: float = RESTART_DELAY_S, name: str = "process",
+                 max_delay_s: float = MAX_DELAY_S, stable_s: float = STABLE_S,
                  down_file: Path | None = None):
         self.spec, self.command, self.restart_delay_s, self.name = \
             spec, command, restart_delay_s, name
@@ -175,6 +184,8 @@ class Kept:
         while not self._stopping.wait(0.1):
             if self.proc.poll() is None:
                 continue
+            if self._stopping.is_set():  # it exited on our SIGTERM: not a crash
+                return
             uptime = time.monotonic() - self.started
             delay = self._next_delay(uptime)
             log.warning("%s %d exited (%s) after %.1f s; starting it again in %.1f s", self.name,
@@ -198,12 +209,17 @@ class Kept:
         except OSError as exc:  # callers then hear the default Retry-After; keep watching
             log.warning("%s: could not write %s: %s", self.name, self.down_file, exc)
 
-    def stop(self, timeout: float = 10) -> None:
-        """SIGTERM (SIGKILL past timeout), and no restart."""
+    def terminate(self) -> None:
+        """No restart from now on, and SIGTERM to the process if it runs."""
         with self._lock:
             self._stopping.set()
         if self.proc.poll() is None:
             self.proc.terminate()
+
+    def stop(self, timeout: float = 10) -> None:
+        """SIGTERM (SIGKILL past timeout), and no restart."""
+        self.terminate()
+        if self.proc.poll() is None:
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

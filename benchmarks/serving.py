@@ -13,6 +13,10 @@ Needs `wrk` (apt-get install wrk). Steps:
    batches of --concurrency reviews in this process, no HTTP.
 4. Loaded: a `full` fine-tune runs on the service's worker (the embedded default's worker shares
    the cores with its API) while both are measured again, the peer too (the same job competes).
+   The worker pauses between steps while the service's model server holds requests (at most
+   ADAPT_WORKER_YIELD_MAX_PAUSE_S per step), not for the peer's: the training steps it made
+   during each measurement are printed beside it, and so are the CPU seconds each process
+   (worker, model server, API, peer) used meanwhile.
 5. Control plane: benchmarks/control_plane.py's GET /v1/jobs/{id} against its FastAPI + ORM peer
    (a fresh database next to --database-url, default PostgreSQL on loopback when it answers,
    else the row is skipped).
@@ -93,16 +97,43 @@ class Peer:
         self.proc.wait(timeout=30)
 
 
-def measure(urls: dict[str, str], texts: list[str], concurrency: int, seconds: int) -> dict:
+ROLES = (("worker", "workers.celery_app"), ("model server", "app.models_api.model_server"),
+         ("API", "app.serve"), ("peer", "peer_app"))
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system, all threads) used so far by each role's processes."""
+    tick, out = os.sysconf("SC_CLK_TCK"), {role: 0.0 for role, _ in ROLES}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        for role, mark in ROLES:
+            if mark in cmd:
+                out[role] += (int(fields[11]) + int(fields[12])) / tick
+                break
+    return out
+
+
+def measure(urls: dict[str, str], texts: list[str], concurrency: int, seconds: int,
+            job_step=None) -> dict:
     """{name: {"c1": ..., "cN": ...}} for each url, interleaved (c1 of each, then cN of each), so
-    that a changing background (a training job's phases) falls on both alike."""
+    that a changing background (a training job's phases) falls on both alike. With job_step (the
+    training job's progress step), each measurement also says how many steps it trained
+    meanwhile: the service's worker pauses for the service's predictions, not for the peer's."""
     out: dict = {name: {} for name in urls}
     for url in urls.values():
         wrk(url, texts[:64], 4, 2)  # warm up (and load the model)
-    for name, url in urls.items():
-        out[name]["c1"] = sequential(url, texts, seconds)
-    for name, url in urls.items():
-        out[name][f"c{concurrency}"] = wrk(url, texts, concurrency, seconds)
+    for c in ("c1", f"c{concurrency}"):
+        for name, url in urls.items():
+            before, cpu = job_step() if job_step else None, cpu_seconds()
+            out[name][c] = (sequential(url, texts, seconds) if c == "c1"
+                            else wrk(url, texts, concurrency, seconds))
+            out[name][c]["cpu_s"] = {k: round(v - cpu[k], 2) for k, v in cpu_seconds().items()}
+            if job_step:
+                out[name][c]["job_steps"] = job_step() - before
     return out
 
 
@@ -144,7 +175,9 @@ def main() -> None:
                 while not ((call(base, f"/v1/jobs/{busy['id']}").get("progress") or {})
                            .get("step")):  # past the job's start-up: training steps run
                     time.sleep(1)
-                results["training"] = measure(urls, texts, args.concurrency, args.duration)
+                results["training"] = measure(
+                    urls, texts, args.concurrency, args.duration, job_step=lambda: (call(
+                        base, f"/v1/jobs/{busy['id']}").get("progress") or {}).get("step", 0))
                 results["training"]["job_progress_after"] = call(
                     base, f"/v1/jobs/{busy['id']}")["progress"]
             finally:
@@ -177,7 +210,16 @@ def main() -> None:
          f"{t['peer'][c]['req_per_s'] / q['peer'][c]['req_per_s']:.0%}"),
         ("predict, concurrency 1, a job training: req/s (p50 ms)",
          f"{t['service']['c1']['req_per_s']:.1f} ({t['service']['c1']['p50_ms']:.0f})",
-         f"{t['peer']['c1']['req_per_s']:.1f} ({t['peer']['c1']['p50_ms']:.0f})", ""),
+         f"{t['peer']['c1']['req_per_s']:.1f} ({t['peer']['c1']['p50_ms']:.0f})",
+         f"service kept {t['service']['c1']['req_per_s'] / q['service']['c1']['req_per_s']:.0%}"
+         f", peer {t['peer']['c1']['req_per_s'] / q['peer']['c1']['req_per_s']:.0%}"),
+        (f"training steps of the job meanwhile (c1 / c{args.concurrency}, "
+         f"{args.duration} s each)",
+         f"{t['service']['c1']['job_steps']} / {t['service'][c]['job_steps']}",
+         f"{t['peer']['c1']['job_steps']} / {t['peer'][c]['job_steps']}", ""),
+        (f"CPU seconds of the training worker meanwhile (c1 / c{args.concurrency})",
+         f"{t['service']['c1']['cpu_s']['worker']} / {t['service'][c]['cpu_s']['worker']}",
+         f"{t['peer']['c1']['cpu_s']['worker']} / {t['peer'][c]['cpu_s']['worker']}", ""),
         ("predict, concurrency 1, quiet: p50 / p99 ms",
          f"{q['service']['c1']['p50_ms']:.1f} / {q['service']['c1']['p99_ms']:.1f}",
          f"{q['peer']['c1']['p50_ms']:.1f} / {q['peer']['c1']['p99_ms']:.1f}",

@@ -60,6 +60,10 @@ os.environ.update({
     # transformers, ONNX, a resumed run) would then differ in the third decimal.
     "ADAPT_INFERENCE_PRECISION": "fp32",
     "ADAPT_TRAIN_PRECISION": "fp32",
+    # The workers pause between steps while requests are held here, as adapt-serve's worker does
+    # for its model server's (tests/workers/test_yield_to_predictions.py holds some).
+    "ADAPT_PREDICT_ACTIVITY_FILE": str(_TMP / "predict.activity"),
+    "ADAPT_WORKER_YIELD_MAX_PAUSE_S": "0.5",
 })
 S3_MODE = os.environ.get("ADAPT_TEST_STORAGE", "") == "s3"
 if S3_MODE:

@@ -1,5 +1,6 @@
 """Helpers shared by the tests."""
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -53,18 +54,32 @@ def wait_healthy(base: str, tries: int = 300) -> None:
 def uvicorn_server(**env: str) -> Iterator[str]:
     """The API as uvicorn serves it, in its own process (no worker in it), on a free loopback
     port, with the test environment plus `env`; yields its base URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port),
-                             "--log-level", "warning"], cwd=ROOT, env={**os.environ, **env})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(base)
+    with uvicorn_servers(env) as (base,):
         yield base
+
+
+@contextmanager
+def uvicorn_servers(*envs: dict[str, str]) -> Iterator[list[str]]:
+    """One uvicorn_server per env, all started before any is waited for (they start in
+    parallel); yields their base URLs."""
+    procs, bases = [], []
+    try:
+        for env in envs:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port),
+                 "--log-level", "warning"], cwd=ROOT, env={**os.environ, **env}))
+            bases.append(f"http://127.0.0.1:{port}")
+        for base in bases:
+            wait_healthy(base)
+        yield bases
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
 
 
 def model_server_stats(path: Path) -> dict:
@@ -92,14 +107,28 @@ def model_server_on_a_thread(server, path: Path) -> Iterator[tuple]:
     from app.models_api import model_server
 
     loop = asyncio.new_event_loop()
-    task = loop.create_task(model_server.serve(path, server))
-    threading.Thread(target=loop.run_forever, daemon=True).start()
+    loop.create_task(model_server.serve(path, server))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
     try:
         wait_model_server(path, 10)
         yield loop, get_settings().model_copy(update={"model_server": str(path)})
     finally:
-        loop.call_soon_threadsafe(task.cancel)
+        # every task (the server, its connections) cancelled and finished before the loop
+        # closes: one left pending would be reported ("Task was destroyed but it is pending!",
+        # an ERROR log) whenever it is garbage-collected, in whichever test runs then
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        if not thread.is_alive():
+            loop.close()
 
 
 # How long a job may take by default: longer with object storage, where each resume checkpoint

@@ -10,6 +10,7 @@ from app.ids import new_id
 from app.jobs import events, lifecycle, repository
 from app.ml.callbacks import Callback, Control, TrainState
 from app.models import Checkpoint
+from app.predict_activity import PredictActivity
 from app.storage import Storage
 from workers import shutdown
 from workers.lease import Lease
@@ -27,7 +28,8 @@ def progress_of(state: TrainState) -> dict:
             "eta_seconds": round(rate * remaining, 1) if rate is not None else None,
             "samples_per_second": round(state.samples_seen / state.elapsed_s, 2)
             if state.elapsed_s else None,
-            "train_loss": round(state.train_loss, 4) if state.step else None}
+            "train_loss": round(state.train_loss, 4) if state.step else None,
+            "precision": state.precision}
 
 
 class JobRecorder(Callback):
@@ -38,10 +40,17 @@ class JobRecorder(Callback):
         self._last_write = self._last_poll = 0.0
 
     def setup_done(self, feature_stats: dict | None, resumed_step: int | None,
-                   state: TrainState, data_report: dict | None = None) -> None:
+                   state: TrainState, data_report: dict | None = None,
+                   precision_trial: dict | None = None) -> None:
         """What setup found: texts longer than max_length (and whether they are chunked), encoder
-        features from the shared cache, a resumed step."""
+        features from the shared cache, a resumed step, the precision measured faster."""
         with session_scope() as s:
+            if trial := precision_trial:
+                ms = trial["ms_per_step"]
+                events.record(s, self.job_id, f"training in {trial['chosen']}: a step of the "
+                              f"first batch took {ms['fp32']} ms in fp32, "
+                              f"{ms.get('bf16')} ms in bf16 (measured in {trial['seconds']}s)",
+                              data=trial)
             if (data := data_report) and data["longer_than_max_length"]:
                 how = ("read in overlapping windows (chunking)" if data["chunking"]
                        else "cut at max_length")
@@ -129,3 +138,37 @@ class JobRecorder(Callback):
         log.info("job %s: resume checkpoint at step %s", self.job_id, state.step)
         if not lifecycle.saved(self.job_id, self.lease.attempt, state.step):
             self.lease.lost.set()
+
+
+class YieldToPredictions(Callback):
+    """Between training steps, waits while the model server on the same CPU cores holds
+    prediction or explain requests (app.predict_activity), at most max_pause_s per step: on
+    adapt-serve's embedded default predictions come first, and training still goes on under a
+    steady stream of them. The pauses are not training time (samples_per_second leaves them out);
+    their sum is a job event at the end."""
+    GRACE_S = 0.05  # a request ended this recently: the next of a stream is on its way
+    POLL_S = 0.01
+
+    def __init__(self, job_id: str, activity: PredictActivity, max_pause_s: float):
+        self.job_id, self.activity, self.max_pause_s = job_id, activity, max_pause_s
+        self.yielded_s, self.steps = 0.0, 0
+
+    def on_step_end(self, state: TrainState, control: Control) -> None:
+        if not self.activity.busy(self.GRACE_S):
+            return
+        start = time.monotonic()
+        deadline = start + self.max_pause_s
+        while (self.activity.busy(self.GRACE_S) and time.monotonic() < deadline
+               and not shutdown.requested.is_set()):
+            time.sleep(self.POLL_S)
+        self.yielded_s += time.monotonic() - start
+        self.steps += 1
+
+    def on_train_end(self, state: TrainState, control: Control) -> None:
+        if not self.steps:
+            return
+        with session_scope() as s:
+            events.record(s, self.job_id, f"paused {self.yielded_s:.1f}s in all before "
+                          f"{self.steps} of its steps while predictions were answered on the same "
+                          "CPU cores", data={"yielded_s": round(self.yielded_s, 2),
+                                             "steps": self.steps})

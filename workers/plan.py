@@ -53,6 +53,12 @@ def resolve_device(setting: str) -> str:
     return setting
 
 
+def loader_workers(settings: Settings) -> int | None:
+    """ADAPT_DATALOADER_WORKERS as a number; None for "auto" (app.ml.image_loader decides)."""
+    value = settings.dataloader_workers
+    return None if value == "auto" else int(value)
+
+
 @dataclass(frozen=True)
 class DataFile:
     """A dataset's stored file and how to read it."""
@@ -113,7 +119,8 @@ def read_plan(job_id: str, settings: Settings) -> JobPlan:
                              seed=job.seed, select_checkpoint_by=job.select_checkpoint_by,
                              early_stopping=job.early_stopping,
                              device=resolve_device(settings.worker_device),
-                             labels=list(train.labels), precision=settings.train_precision)
+                             labels=list(train.labels), precision=settings.train_precision,
+                             loader_workers=loader_workers(settings))
     storage = get_storage()
     data = [DataFile(storage.fetch(f[0]), *f[1:]) if f is not None else None for f in files]
     return JobPlan(

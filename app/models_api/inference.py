@@ -102,20 +102,21 @@ class _Predictor:
         if self.batcher is not None:
             self.batcher.close()
 
-    def explain(self, inputs: list, targets: list[int | None], steps: int,
-                top_k: int) -> list[dict]:
+    def explain(self, inputs: list, targets: list[int | None], steps: int, top_k: int,
+                passes: ml_explain.Passes | None = None) -> list[dict]:
         """Each input's prediction plus its attributions (float32, with gradients: never on
-        the batcher's thread). One explanation at a time per model: each is a batch already."""
+        the batcher's thread). One explanation at a time per model: each is a batch already.
+        `passes`: its forward/backward passes, counted and stopped (ml_explain.Abandoned)."""
         with self._explain_lock:
-            found = self.attributions(inputs, targets, steps)
+            found = self.attributions(inputs, targets, steps, passes)
         out = []
         for item, pred in zip(found, _top(torch.stack([e.probs for e in found]).float(),
                                           self.labels, [top_k] * len(found)), strict=True):
             out.append({**pred, "target": self.labels[item.target], **self.render(item)})
         return out
 
-    def attributions(self, inputs: list, targets: list[int | None],
-                     steps: int) -> list[ml_explain.Explanation]:
+    def attributions(self, inputs: list, targets: list[int | None], steps: int,
+                     passes: ml_explain.Passes | None = None) -> list[ml_explain.Explanation]:
         raise NotImplementedError
 
     def render(self, item: ml_explain.Explanation) -> dict:
@@ -162,11 +163,11 @@ class Predictor(_Predictor):
 
     method = ml_explain.TEXT_METHOD
 
-    def attributions(self, texts: list[str], targets: list[int | None],
-                     steps: int) -> list[ml_explain.Explanation]:
+    def attributions(self, texts: list[str], targets: list[int | None], steps: int,
+                     passes: ml_explain.Passes | None = None) -> list[ml_explain.Explanation]:
         return ml_explain.explain_texts(self.model, self.tokenizer, texts, self.max_length,
                                         targets, steps, self.device, self.temperature,
-                                        chunking=self.meta.get("chunking"))
+                                        chunking=self.meta.get("chunking"), passes=passes)
 
     def render(self, item: ml_explain.Explanation) -> dict:
         return {"words": [{"word": w, "start": s, "end": e, "score": score}
@@ -352,10 +353,10 @@ class SharedPredictor(_OnSharedBackbone, Predictor):
     def probabilities(self, texts: list[str]) -> torch.Tensor:
         return shared_probabilities([self], texts)[0]
 
-    def attributions(self, texts: list[str], targets: list[int | None],
-                     steps: int) -> list[ml_explain.Explanation]:
+    def attributions(self, texts: list[str], targets: list[int | None], steps: int,
+                     passes: ml_explain.Passes | None = None) -> list[ml_explain.Explanation]:
         with self.backbone.router.rows([(slice(None), self.delta)]):
-            return super().attributions(texts, targets, steps)
+            return super().attributions(texts, targets, steps, passes)
 
     def nbytes(self) -> int:
         return _bytes_of(self.model.head) + (self.delta.nbytes() if self.delta else 0)
@@ -499,10 +500,10 @@ class ImagePredictor(_Predictor):
 
     method = ml_explain.IMAGE_METHOD
 
-    def attributions(self, images: list, targets: list[int | None],
-                     steps: int) -> list[ml_explain.Explanation]:
+    def attributions(self, images: list, targets: list[int | None], steps: int,
+                     passes: ml_explain.Passes | None = None) -> list[ml_explain.Explanation]:
         return ml_explain.explain_images(self.net, self.pre, images, targets, steps,
-                                         self.device, self.temperature)
+                                         self.device, self.temperature, passes)
 
     def render(self, item: ml_explain.Explanation) -> dict:
         return {"heatmap": heatmap_png(item.heatmap)}

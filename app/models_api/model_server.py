@@ -9,8 +9,10 @@ A `predict` names one model (answered through its batcher); a `predict_many` nam
 base, answered with one backbone pass (app.models_api.inference.predict_many). An `explain`
 names one model and runs its integrated gradients on the server's cached model, on a thread of
 its own, one request at a time (never through the batcher: predict requests keep their forward
-passes while an explain runs); at most ADAPT_MODEL_SERVER_MAX_EXPLAINS wait or run, and one whose
-caller has given up by its turn is not run. A base model's
+passes while an explain runs); at most ADAPT_MODEL_SERVER_MAX_EXPLAINS wait or run. One whose
+caller has hung up (the API gave up after ADAPT_EXPLAIN_TIMEOUT_S, or died) gives its place back
+at once: it is not run if it still waits, and stops before its next forward/backward pass if it
+runs (app.ml.explain.Passes); `stats` lists the newest explains with their passes. A base model's
 models all go to one server (by a hash of the base's id), where they share its backbone; `stats`
 also reports the memory of every loaded backbone and model (for the API's /metrics). The server holds at
 most ADAPT_MODEL_SERVER_MAX_QUEUED inputs admitted but unanswered and refuses more (503 with
@@ -37,16 +39,20 @@ from pathlib import Path
 
 from app.config import Settings, get_settings
 from app.errors import InvalidInput, Unavailable
+from app.ml import explain as ml_explain
 from app.ml.vision import decode_image
 from app.models_api import batching
 from app.models_api.inference import ModelCache, loaded_memory, new_model_cache, predict_many
 from app.observability import configure_logging
+from app.predict_activity import PredictActivity
 from app.storage import get_storage
 
 log = logging.getLogger("adapt.model_server")
 _LENGTH = struct.Struct(">I")
 MAX_FRAME = 512 << 20
 RETRY_AFTER_S = 1
+GONE = {"ok": False, "error": "gone", "message": "The caller hung up."}
+HANGUP_POLL_S = 0.1  # how often a held explain looks whether its caller is still there
 
 
 def encode(message: dict) -> bytes:
@@ -61,15 +67,33 @@ async def read_frame(reader: asyncio.StreamReader) -> dict:
     return json.loads(await reader.readexactly(length))
 
 
+class _HeldExplain:
+    """An explain request the server holds (waiting or running): its model, its passes (stopped
+    once its caller has hung up) and gone(), whether its caller has."""
+
+    def __init__(self, model: str | None, gone: Callable[[], bool]):
+        self.model, self.gone, self.passes = model, gone, ml_explain.Passes()
+
+    def hung_up(self) -> bool:
+        """Whether the caller has hung up; the first time it is seen, the passes stop."""
+        if not self.passes.stop.is_set() and self.gone():
+            self.passes.stop.set()
+        return self.passes.stop.is_set()
+
+
 class ModelServer:
     """Answers `predict`, `explain`, `drop` and `stats` messages, one at a time per connection."""
 
     def __init__(self, cache: ModelCache, max_queued: int, max_pixels: int = 25_000_000,
-                 max_explains: int = 8):
+                 max_explains: int = 8, activity: PredictActivity | None = None):
         self.cache, self.max_queued, self.max_pixels = cache, max_queued, max_pixels
+        # the requests it holds, for a training worker on the same cores (YieldToPredictions)
+        self.activity = activity
         self.queued = 0  # inputs admitted and not yet answered (all models)
         self.batches: OrderedDict[tuple[str, int], dict] = OrderedDict()  # the newest 256
-        self.max_explains, self.explains = max_explains, 0  # explain requests waiting or running
+        self.max_explains = max_explains
+        self.held: set[_HeldExplain] = set()  # explain requests waiting or running
+        self.explain_runs: list[dict] = []  # the newest 64: model, passes, outcome
         # One thread: an explain is a batch of forward and backward passes already, and the
         # cores it does not take are left to the predict batchers.
         self._explainer = ThreadPoolExecutor(1, thread_name_prefix="explain")
@@ -92,10 +116,15 @@ class ModelServer:
     async def answer(self, message: dict, gone: Callable[[], bool] = lambda: False) -> dict:
         """The reply to one message; gone() says whether its caller has hung up already."""
         op = message.get("op")
-        if op in ("predict", "predict_many"):
-            return await self.predict(message)
-        if op == "explain":
-            return await self.explain(message, gone)
+        if op in ("predict", "predict_many", "explain"):
+            if self.activity:
+                self.activity.begin()
+            try:
+                return await (self.explain(message, gone) if op == "explain"
+                              else self.predict(message))
+            finally:
+                if self.activity:
+                    self.activity.end()
         if op == "drop":
             for model_id in message.get("models", []):
                 self.cache.drop(model_id)
@@ -103,7 +132,7 @@ class ModelServer:
         if op == "stats":
             return {"ok": True, "pid": os.getpid(), "models": self.cache.keys(),
                     "queued": self.queued, "explains": self.explains,
-                    "batches": list(self.batches.values()),
+                    "explain_runs": self.explain_runs, "batches": list(self.batches.values()),
                     "memory": loaded_memory(self.cache)}
         return {"ok": False, "error": "bad_request", "message": f"unknown op {op!r}"}
 
@@ -133,27 +162,53 @@ class ModelServer:
         finally:
             self.queued -= size
 
+    @property
+    def explains(self) -> int:
+        """Explain requests waiting or running for a caller that is still there."""
+        return len(self.held)
+
     async def explain(self, message: dict, gone: Callable[[], bool]) -> dict:
         """One explain request, on the explain thread once the ones before it are done."""
+        self.held -= {h for h in self.held if h.hung_up()}  # their places are free now
         if self.explains >= self.max_explains:
             return {"ok": False, "error": "overloaded", "retry_after": RETRY_AFTER_S,
                     "message": f"The model server holds {self.explains} explain requests "
                                f"(at most {self.max_explains}, ADAPT_MODEL_SERVER_MAX_EXPLAINS); "
                                "retry shortly."}
-        self.explains += 1
+        held = _HeldExplain((message.get("model") or {}).get("id"), gone)
+        self.held.add(held)
+        watch = asyncio.create_task(self._let_go_on_hangup(held))
+        outcome = "skipped"
         try:
             async with self._explain_turn:
-                if gone():  # its caller timed out while it waited: nobody wants the gradients
-                    return {"ok": False, "error": "gone", "message": "The caller hung up."}
+                if held.hung_up():  # its caller timed out while it waited
+                    return GONE
                 loop = asyncio.get_running_loop()
-                return {"ok": True, **await loop.run_in_executor(self._explainer,
-                                                                 self._explain, message)}
+                outcome = "failed"
+                answer = await loop.run_in_executor(self._explainer, self._explain, message,
+                                                    held.passes)
+                outcome = "answered"
+                return {"ok": True, **answer}
+        except ml_explain.Abandoned:
+            outcome = "abandoned"
+            log.info("explain of %s stopped after %d passes: its caller hung up", held.model,
+                     held.passes.done)
+            return GONE
         except Exception as exc:  # noqa: BLE001 — a reply either way (_failure)
             return _failure(exc, "explain")
         finally:
-            self.explains -= 1
+            watch.cancel()
+            self.held.discard(held)
+            self.explain_runs = [*self.explain_runs[-63:], {
+                "model": held.model, "passes": held.passes.done, "outcome": outcome}]
 
-    def _explain(self, message: dict) -> dict:
+    async def _let_go_on_hangup(self, held: _HeldExplain) -> None:
+        """Once the caller has hung up: the explain stops at its next pass, its place is free."""
+        while not held.hung_up():
+            await asyncio.sleep(HANGUP_POLL_S)
+        self.held.discard(held)
+
+    def _explain(self, message: dict, passes: ml_explain.Passes) -> dict:
         inputs = message["inputs"]
         if message.get("kind") == "image":
             inputs = self._decode(inputs)
@@ -163,7 +218,7 @@ class ModelServer:
         if predictor is None:
             predictor = self.cache.get(model["id"], _fetcher(model["storage_key"]))
         return {**explained(predictor, inputs, message.get("target"), message["steps"],
-                            message.get("top_k")), "hit": hit}
+                            message.get("top_k"), passes), "hit": hit}
 
     def _decode(self, encoded: list[str]) -> list:
         out = []
@@ -195,13 +250,13 @@ class ModelServer:
 
 
 def explained(predictor, inputs: list, target: str | None, steps: int,
-              top_k: int | None) -> dict:
+              top_k: int | None, passes: ml_explain.Passes | None = None) -> dict:
     """What an explain answers, wherever it runs (a model server, or the API process without
     one): the method, the model's label thresholds, and each input's prediction with its
-    attributions toward `target` (None: its predicted label)."""
+    attributions toward `target` (None: its predicted label). `passes`: see Passes."""
     index = None if target is None else predictor.labels.index(target)
     found = predictor.explain(inputs, [index] * len(inputs), steps,
-                              top_k or min(len(predictor.labels), 5))
+                              top_k or min(len(predictor.labels), 5), passes)
     return {"method": predictor.method, "thresholds": predictor.thresholds,
             "explanations": found}
 
@@ -407,6 +462,11 @@ def _socket_path(run: Path, name: str) -> Path:
     return Path(tempfile.gettempdir()) / f"adapt-{hashlib.sha1(bytes(run)).hexdigest()[:12]}-{name}"
 
 
+def activity_file(path: str | Path) -> Path:
+    """Where the model server at socket `path` shows the requests it holds (app.predict_activity)."""
+    return Path(path).with_suffix(".activity")
+
+
 def command(path: Path) -> list[str]:
     return [sys.executable, "-m", "app.models_api.model_server", "--socket", str(path)]
 
@@ -418,7 +478,8 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging()
     settings = get_settings()
     server = ModelServer(new_model_cache(), settings.model_server_max_queued,
-                         settings.max_image_pixels, settings.model_server_max_explains)
+                         settings.max_image_pixels, settings.model_server_max_explains,
+                         PredictActivity(activity_file(args.socket), owner=True))
     asyncio.run(serve(args.socket, server))
 
 

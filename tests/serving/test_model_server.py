@@ -30,6 +30,7 @@ from app.errors import InvalidInput, Unavailable
 from app.models_api import model_server
 from app.models_api.batching import Batcher
 from app.models_api.inference import ModelCache
+from app.predict_activity import PredictActivity
 from app.ratelimit import limiter
 
 TEXTS = ["great wonderful superb film", "awful boring dull film", "moving brilliant film",
@@ -293,6 +294,24 @@ def test_a_full_queue_is_refused_with_retry_after(fake_server):
     assert len(first.result(10)[0]["predictions"]) == 3
     [answer] = asyncio.run(model_server.predict(settings, models, ["y"] * 2, None))
     assert len(answer["predictions"]) == 2  # room again
+
+
+def test_the_requests_it_holds_show_in_its_activity_file(fake_server, tmp_path):
+    """What a training worker on the same cores reads between its steps (YieldToPredictions)."""
+    server, loop, settings, release = fake_server
+    server.activity = PredictActivity(model_server.activity_file(tmp_path / "q.sock"), owner=True)
+    worker_view = PredictActivity.reader(tmp_path / "q.activity")
+    assert not worker_view.busy(0.05)
+    models = [{"id": "mdl_x", "storage_key": "unused"}]
+    held = [asyncio.run_coroutine_threadsafe(
+        model_server.predict(settings, models, [text], None), loop) for text in ("a", "b")]
+    while worker_view.read()[0] < 2:
+        time.sleep(0.01)
+    release.set()
+    assert all(len(h.result(10)[0]["predictions"]) == 1 for h in held)
+    assert worker_view.read()[0] == 0 and worker_view.busy(5)  # just ended: a stream goes on
+    time.sleep(0.1)
+    assert not worker_view.busy(0.05)
 
 
 def test_a_loaded_model_is_found_without_a_load_and_counted_as_a_hit():

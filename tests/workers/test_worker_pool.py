@@ -1,8 +1,9 @@
 """One worker process per GPU, worked out on a machine without one by giving `plan` the GPU ids
 a GPU machine would show: each process is pinned to its own GPU(s) with CUDA_VISIBLE_DEVICES and
 consumes the queues of its class; a CPU-only machine runs one CPU worker. The supervisor restarts
-a process that dies and passes SIGTERM on to all of them. SIGTERM's checkpoint time is bounded.
-A process kept running beside the API (Kept) that keeps crashing is started less and less often."""
+a process that dies and passes SIGTERM on to all of them; one that keeps dying is started less and
+less often, while the others stay supervised. SIGTERM's checkpoint time is bounded. A process kept
+running beside the API (Kept) that keeps crashing is started less and less often."""
 import json
 import os
 import signal
@@ -135,6 +136,64 @@ def test_the_supervisor_restarts_a_dead_worker_and_passes_sigterm_on(tmp_path):
     assert sorted(log.read_text().splitlines())[-2:] == ["term 0", "term 1"]
 
 
+ONCE = """
+import os, pathlib, signal, sys, time
+out, dev = pathlib.Path(sys.argv[1]), os.environ["CUDA_VISIBLE_DEVICES"]
+def log(line):
+    with open(out / "log", "a") as f:
+        f.write(line + "\\n")
+log(f"start {dev}")
+if dev == "1":
+    sys.exit(3)  # dies at once, every time
+signal.signal(signal.SIGTERM, lambda *_: (log(f"term {dev}"), sys.exit(0)))
+while not (out / "exit0").exists():
+    time.sleep(0.05)
+(out / "exit0").unlink()
+sys.exit(4)  # exits once, when told
+"""
+BACKING_OFF = """
+import sys
+from app.worker_pool import plan, supervise
+child = [sys.executable, "-c", sys.argv[1], sys.argv[2]]
+sys.exit(supervise(plan(["0", "1"], "all", 1, "auto"), lambda s: child, restart_delay_s=0.5,
+                   stable_s=30))
+"""
+
+
+def _lines(path, line: str, n: int, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while not path.exists() or path.read_text().splitlines().count(line) < n:
+        assert time.time() < deadline, f"{n}× {line!r} expected within {timeout} s"
+        time.sleep(0.05)
+
+
+def test_a_worker_that_keeps_dying_waits_longer_each_time_and_holds_up_no_other(tmp_path):
+    """GPU 1's worker dies at once every time: it is started again after 0.5, 1, 2, 4 s, then
+    waits 8 s. Meanwhile GPU 0's worker exits once and is started again after its own first
+    wait, and SIGTERM stops the supervisor without GPU 1's worker being started again."""
+    log, err = tmp_path / "log", tmp_path / "stderr"
+    with open(err, "w") as stderr:  # (its warnings: no logging set up, Python prints them)
+        proc = subprocess.Popen([sys.executable, "-c", BACKING_OFF, ONCE, str(tmp_path)],
+                                stderr=stderr)
+    try:
+        _lines(log, "start 1", 5)  # at 0 + 0.5 + 1 + 2 + 4 s; its next wait is 8 s
+        (tmp_path / "exit0").touch()
+        _lines(log, "start 0", 2)
+        assert log.read_text().splitlines().count("start 1") == 5  # still waiting
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    lines = log.read_text().splitlines()
+    assert lines.count("start 1") == 5 and lines.count("start 0") == 2
+    assert lines[-1] == "term 0"
+    waits: dict[str, list[float]] = {}
+    for line in err.read_text().splitlines():
+        if "starting it again in" in line:  # "GPU 1 worker 123 exited (3) … again in 0.5 s"
+            waits.setdefault(line.split()[1], []).append(float(line.split()[-2]))
+    assert waits == {"1": [0.5, 1.0, 2.0, 4.0, 8.0], "0": [0.5]}
+
+
 def test_sigterm_gives_the_job_a_bounded_time_to_checkpoint():
     before = signal.getsignal(signal.SIGTERM)
     gave_up = threading.Event()
@@ -175,6 +234,38 @@ def test_the_cpu_worker_beside_the_api_runs_nicer(monkeypatch):
         serve.main(["--predict-in-process"])
         assert seen == [min(mine + nice, 19)]
         assert started[0].poll() is not None  # stopped with the API
+
+
+def test_the_cpu_worker_beside_the_api_reads_its_model_servers_activity(monkeypatch):
+    """adapt-serve's CPU worker is pointed at the activity file of the model server on the same
+    cores (it pauses between training steps while that server holds requests), and its OpenMP
+    threads do not spin on those cores while they wait."""
+    from app.config import get_settings
+    from app.models_api import model_server
+
+    settings = get_settings()
+    for name in ("worker_classes", "bind_host", "model_server", "predict_activity_file"):
+        monkeypatch.setattr(settings, name, getattr(settings, name))
+    monkeypatch.setattr(settings, "worker_classes", "cpu")
+    monkeypatch.setattr(settings, "worker_device", "cpu")
+    monkeypatch.setattr(settings, "model_server", "")
+    for name in ("ADAPT_BIND_HOST", "ADAPT_PREDICT_ACTIVITY_FILE", "ADAPT_MODEL_SERVER"):
+        monkeypatch.setenv(name, "")
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setattr(serve, "start_model_servers", lambda: [])
+    monkeypatch.setattr(serve, "worker_command", lambda queues=None: [
+        sys.executable, "-c", "import os; print(os.environ['ADAPT_PREDICT_ACTIVITY_FILE'], "
+                              "os.environ['OMP_WAIT_POLICY'])"])
+    outs = []
+    real_start = worker_pool.start
+    monkeypatch.setattr(worker_pool, "start", lambda *a, **k: outs.append(
+        real_start(*a, stdout=subprocess.PIPE, text=True, **k)) or outs[-1])
+    seen = []  # what the worker read, while the API runs
+    monkeypatch.setattr(serve.uvicorn, "run",
+                        lambda *a, **k: seen.append(outs[0].stdout.readline().strip()))
+    serve.main([])
+    [(socket, _)] = model_server.plan(settings.data_dir, [], "cpu")
+    assert seen == [f"{model_server.activity_file(socket)} PASSIVE"]
 
 
 def _kept(tmp_path, script: str, **backoff) -> worker_pool.Kept:
