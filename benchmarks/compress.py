@@ -103,6 +103,10 @@ def main() -> None:
     ap.add_argument("--augment-copies", type=int, default=0,
                     help="N > 0: also a distilled student with N augmented copies of each text")
     ap.add_argument("--augment-epochs", type=int, default=None, help="default: --epochs")
+    ap.add_argument("--feature-weight", type=float, default=0.0,
+                    help="B > 0: also a distilled student that learns the teacher's features")
+    ap.add_argument("--feature-copies", type=int, default=0,
+                    help="augmented copies for the --feature-weight student")
     ap.add_argument("--train-examples", type=int, default=1600,
                     help="a seeded subsample of train.csv's 3,200 (0: all)")
     args = ap.parse_args()
@@ -117,16 +121,29 @@ def main() -> None:
                                      **hp, "epochs": args.teacher_epochs or args.epochs}})
         distill = {**common, "base_model": args.student_base, "method": "distill",
                    "teacher": teacher["model"]}
-        students = []  # (depth, distilled job, plain job, augmented job or None)
+        students = []  # (depth, distilled job, plain job, [(name, variant job)])
         for depth in [int(d) for d in args.student_layers.split(",")]:
             student_hp = {**hp, "temperature": args.temperature,
                           **({"student_layers": depth} if depth else {})}
-            augmented = run_job(base, {**distill, "hyperparameters": {
-                **student_hp, "alpha": args.alpha, "augment_copies": args.augment_copies,
-                "epochs": args.augment_epochs or args.epochs}}) if args.augment_copies else None
+            which = f"{depth}/6 layers" if depth else f"{args.student_base} full"
+            variants = []
+            if args.augment_copies:
+                variants.append((f"distilled + {args.augment_copies} augmented copies ({which}, "
+                                 f"{args.augment_epochs or args.epochs} ep)", run_job(base, {
+                                     **distill, "hyperparameters": {
+                                         **student_hp, "alpha": args.alpha,
+                                         "augment_copies": args.augment_copies,
+                                         "epochs": args.augment_epochs or args.epochs}})))
+            if args.feature_weight:
+                copies = f", {args.feature_copies} copies" if args.feature_copies else ""
+                variants.append((f"distilled + features β={args.feature_weight:g} ({which}{copies})",
+                                 run_job(base, {**distill, "hyperparameters": {
+                                     **student_hp, "alpha": args.alpha,
+                                     "feature_weight": args.feature_weight,
+                                     "augment_copies": args.feature_copies}})))
             students.append((depth, run_job(base, {**distill, "hyperparameters": {
                 **student_hp, "alpha": args.alpha}}), run_job(base, {**distill, "hyperparameters": {
-                    **student_hp, "alpha": 0.0}}), augmented))
+                    **student_hp, "alpha": 0.0}}), variants))
         pruned = wait(base, call(base, f"/v1/models/{teacher['model']}/prune", {
             "target": {"ffn": 0.5}, "retrain_epochs": args.prune_epochs,
             "hyperparameters": {"max_length": args.max_length}})) if args.prune_epochs else None
@@ -134,14 +151,11 @@ def main() -> None:
         runs = [(f"teacher: {args.teacher_base} {args.teacher_method}", teacher)]
         if pruned:
             runs.append((f"teacher pruned to half FFN + {args.prune_epochs} epochs", pruned))
-        for depth, student, plain, augmented in students:
+        for depth, student, plain, variants in students:
             which = f"{depth}/6 layers" if depth else f"{args.student_base} full"
             runs += [(f"distilled student ({which}, T={args.temperature:g}, "
                       f"alpha={args.alpha:g})", student),
-                     (f"same student ({which}), no teacher (alpha=0)", plain)]
-            if augmented:
-                runs.append((f"distilled + {args.augment_copies} augmented copies ({which}, "
-                             f"{args.augment_epochs or args.epochs} ep)", augmented))
+                     (f"same student ({which}), no teacher (alpha=0)", plain), *variants]
         rows = []
         for name, job in runs:
             model = call(base, f"/v1/models/{job['model']}")
@@ -160,10 +174,11 @@ def main() -> None:
               f"{f['accuracy']:>8.4f} {100 * (f['accuracy'] - ref['accuracy']):>+7.2f}")
     print()
     at = 2 if pruned else 1  # the first student's row
-    for depth, _, _, augmented in students:
+    for depth, _, _, variants in students:
         plain_f = rows[at + 1][2]
-        for kind, student_f in [("", rows[at][2])] + (
-                [(" (augmented)", rows[at + 2][2])] if augmented else []):
+        for kind, student_f in [("", rows[at][2])] + [
+                (f" ({name.split(' (')[0].removeprefix('distilled + ')})", rows[at + 2 + k][2])
+                for k, (name, _) in enumerate(variants)]:
             speedup = ref["latency_ms_b1"] / student_f["latency_ms_b1"]
             lost = 100 * (ref["accuracy"] - student_f["accuracy"])
             gain = 100 * (student_f["accuracy"] - plain_f["accuracy"])
@@ -173,7 +188,7 @@ def main() -> None:
                   f"{'met' if lost <= 2 else 'NOT met'}); distillation vs plain fine-tuning of the "
                   f"same student: {gain:+.2f} points "
                   f"({'distillation wins' if gain > 0 else 'distillation does not win'})")
-        at += 3 if augmented else 2
+        at += 2 + len(variants)
     if pruned:
         pruned_f = rows[1][2]
         pruned_lost = 100 * (ref["accuracy"] - pruned_f["accuracy"])

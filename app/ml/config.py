@@ -18,9 +18,10 @@ _AUTO: dict[str, dict[str, Any]] = {
 # Distillation: softmax temperature, the KL term's weight (1 - alpha goes to the labels' CE) and
 # the student's depth (None: the base model as it is; N: N of the teacher's text encoder layers);
 # augment_copies (text): that many altered copies of each training text (app.ml.distill.
-# augment_texts) join the training set, taught by the teacher's logits alone.
+# augment_texts) join the training set, taught by the teacher's logits alone; feature_weight
+# (text): the weight of a loss matching the teacher's pooled features (0: logits only).
 DISTILL_DEFAULTS: dict[str, Any] = {"temperature": 2.0, "alpha": 0.5, "student_layers": None,
-                                    "augment_copies": 0}
+                                    "augment_copies": 0, "feature_weight": 0.0}
 # Pruning: the share of each text encoder layer's FFN channels / attention heads removed, or of
 # each image network layer's convolution channels.
 PRUNE_DEFAULTS: dict[str, Any] = {"prune_ffn": 0.0, "prune_heads": 0.0, "prune_channels": 0.0}
@@ -52,13 +53,14 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "image_size": (32, 1024, True), "augment": (0, 1, True), "hflip": (0, 1, True),
     "length_bucketing": (0, 1, True), "processes": (1, 64, True),
     "temperature": (0.5, 20.0, False), "alpha": (0.0, 1.0, False), "student_layers": (1, 48, True),
-    "augment_copies": (0, 50, True),
+    "augment_copies": (0, 50, True), "feature_weight": (0.0, 100.0, False),
     "prune_ffn": (0.0, 0.95, False), "prune_heads": (0.0, 0.95, False),
     "prune_channels": (0.0, 0.95, False),
     "calibrate": (0, 1, True), "target_precision": (0.5, 0.999, False),
     "chunking": (0, 1, True), "chunk_overlap": (0, 256, True), "max_chunks": (1, 64, True),
 }
-TEXT_ONLY = ("max_length", "dropout", "length_bucketing", "augment_copies", *CHUNKING_DEFAULTS)
+TEXT_ONLY = ("max_length", "dropout", "length_bucketing", "augment_copies", "feature_weight",
+             *CHUNKING_DEFAULTS)
 METRICS_HIGHER_IS_BETTER = {"val_macro_f1": True, "val_accuracy": True, "val_loss": False}
 
 

@@ -13,6 +13,14 @@ by the teacher alone (their label is IGNORE_LABEL: KL only), as in Tang et al. 2
 Task-Specific Knowledge from BERT into Simple Neural Networks": the teacher's knowledge reaches
 the student through far more inputs than the labelled ones.
 
+With feature_weight β > 0 (text), the student also learns the teacher's sentence embedding: the
+teacher's pooled features are cached beside its logits, a linear projection of the student's
+pooled features (before dropout) is trained to match them, and β · MSE(P(student), teacher) joins
+the loss, as in TinyBERT's hidden-state loss (Jiao et al. 2020) and Reimers & Gurevych 2020's
+"Making Monolingual Sentence Embeddings Multilingual using Knowledge Distillation": a D-dimensional
+target per example instead of C logits. The projection trains with the student (it is in the
+resume checkpoints) and is left out of the exported model.
+
 Evaluation and export are the student task's own: the student is an ordinary model.
 """
 import hashlib
@@ -30,9 +38,11 @@ from torch import nn
 from app.ml import data as D
 from app.ml import modeling, vision
 from app.ml.config import TrainConfig
+from app.ml.modeling_adapt import pool_windows
 from app.ml.tasks import Batch, EvalBatch, Task
 
-__all__ = ["DistillTask", "augment_texts", "distill_loss", "shallow_student", "teacher_logits"]
+__all__ = ["DistillTask", "augment_texts", "distill_loss", "feature_loss", "shallow_student",
+           "teacher_logits", "teacher_outputs"]
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
@@ -47,6 +57,11 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Ten
     ce = (nn.functional.cross_entropy(student[labelled], labels[labelled]) if labelled.any()
           else student.sum() * 0.0)
     return alpha * t * t * kl + (1.0 - alpha) * ce
+
+
+def feature_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the projected student features and the teacher's [B, D]."""
+    return nn.functional.mse_loss(student.float(), teacher.float())
 
 
 def augment_texts(texts: list[str], copies: int, seed: int, mask_token: str | None,
@@ -110,12 +125,23 @@ def _fingerprint(teacher_dir: Path, inputs: list) -> str:
     return h.hexdigest()
 
 
-@torch.no_grad()
 def teacher_logits(teacher_dir: Path, inputs: list, *, images_zip: Path | None = None,
                    batch_size: int = 64, device: str = "cpu") -> torch.Tensor:
     """The teacher's logits [N, C] (fp32) for texts, or for image members of images_zip; a
     chunked teacher's are, as in predict, the mean of each text's windows' logits."""
+    return teacher_outputs(teacher_dir, inputs, images_zip=images_zip, batch_size=batch_size,
+                           device=device)[0]
+
+
+@torch.no_grad()
+def teacher_outputs(teacher_dir: Path, inputs: list, *, images_zip: Path | None = None,
+                    batch_size: int = 64, device: str = "cpu",
+                    features: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """teacher_logits, and with `features` (text) the teacher's pooled features [N, D] (fp32,
+    before its dropout and head; a chunked teacher's: the mean of each text's windows')."""
     if images_zip is not None:
+        if features:
+            raise ValueError("feature distillation is for text models only")
         net, pre, _ = vision.load_exported(teacher_dir, device)
         tf, out = pre.eval_transform(), []
         with zipfile.ZipFile(images_zip) as zf:
@@ -123,19 +149,28 @@ def teacher_logits(teacher_dir: Path, inputs: list, *, images_zip: Path | None =
                 pixels = torch.stack([tf(vision.decode_image(zf.read(m)))
                                       for m in inputs[b: b + batch_size]])
                 out.append(net(pixels.to(device)).float().cpu())
-        return torch.cat(out) if out else torch.empty(0)
+        return (torch.cat(out) if out else torch.empty(0)), None
     model, tokenizer, meta = modeling.load_exported(teacher_dir, device)
     windows = D.text_windows(tokenizer, list(inputs), meta.get("max_length", 128),
                              meta.get("chunking"))
     pad, out = tokenizer.pad_token_id or 0, torch.empty(len(windows), len(meta["labels"]))
+    feats = torch.empty(len(windows), model.head.in_features) if features else None
     for idx in D.by_length([sum(map(len, w)) for w in windows], batch_size):
-        batch = D.collate_windows([windows[i] for i in idx], pad)
-        out[idx] = model(**{k: v.to(device) for k, v in batch.items()}).float().cpu()
-    return out
+        batch = {k: v.to(device) for k, v in D.collate_windows([windows[i] for i in idx],
+                                                               pad).items()}
+        if feats is None:
+            out[idx] = model(**batch).float().cpu()
+            continue
+        f = pool_windows(model.features(batch["input_ids"], batch["attention_mask"]),
+                         batch["doc"])
+        out[idx] = model.head(f).float().cpu()  # (eval: its dropout is the identity; the head
+        feats[idx] = f.float().cpu()            # is linear: the mean of the windows' logits)
+    return out, feats
 
 
 class DistillTask:
-    """The student's task, with the teacher's cached logits in each training batch's labels."""
+    """The student's task, with the teacher's cached logits (and, with feature_weight, pooled
+    features) in each training batch's labels."""
 
     def __init__(self, student: Task, teacher_dir: Path, logits_path: Path,
                  images_zip: Path | None = None):
@@ -143,6 +178,9 @@ class DistillTask:
         self.logits_path, self.images_zip = Path(logits_path), images_zip
         self.feature_stats: dict | None = None
         self.teacher_computed = False  # False: the logits were read from logits_path
+        self.features: torch.Tensor | None = None  # the teacher's pooled features (feature_weight)
+        self._captured: torch.Tensor | None = None  # the student's, from its last training forward
+        self._doc: torch.Tensor | None = None  # that batch's window → text map (chunked texts)
 
     def prepare(self, cfg: TrainConfig, train: D.Examples,
                 validation: D.Examples) -> torch.nn.Module:
@@ -154,46 +192,88 @@ class DistillTask:
             extra = augment_texts(list(train.inputs), copies, cfg.seed, mask)
             train = D.Examples([*train.inputs, *extra],
                                [*train.labels, *[D.IGNORE_LABEL] * len(extra)])
+        self.feature_weight = float(cfg.hyperparameters.get("feature_weight") or 0.0)
         model = self.student.prepare(replace(cfg, method="full"), train, validation)
-        self.logits = self._cached_logits(list(train.inputs))
+        self.logits, self.features = self._cached_outputs(list(train.inputs))
         if self.logits.shape != (len(train.inputs), len(cfg.labels)):
             raise ValueError(f"the teacher gives {tuple(self.logits.shape)[1:]} logits per "
                              f"example; the dataset has {len(cfg.labels)} labels")
+        if self.features is not None:
+            self._learn_features(model)
         return model
 
-    def _cached_logits(self, inputs: list) -> torch.Tensor:
-        """Read from logits_path when it holds this teacher's logits for these inputs; else run
+    def _learn_features(self, model: torch.nn.Module) -> None:
+        """The projection from the student's pooled features to the teacher's, as a submodule
+        (so it trains and is saved in resume checkpoints), and a hook that keeps the student's
+        pooled features of each training forward (the input of its dropout)."""
+        if not isinstance(getattr(model, "head", None), nn.Linear) or not hasattr(model, "dropout"):
+            raise ValueError("feature distillation needs a text student")
+        model.feature_projection = nn.Linear(model.head.in_features, self.features.shape[1])
+        self._projection = model.feature_projection
+
+        def keep(module: nn.Module, args: tuple) -> None:
+            if module.training:
+                self._captured = args[0]
+        model.dropout.register_forward_pre_hook(keep)
+
+    def _cached_outputs(self, inputs: list) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Read from logits_path when it holds this teacher's outputs for these inputs; else run
         the teacher once and write them there (atomically)."""
-        fingerprint = _fingerprint(self.teacher_dir, inputs)
+        want_features = self.feature_weight > 0
+        fingerprint = _fingerprint(self.teacher_dir, [want_features, *inputs])
         if self.logits_path.is_file():
             blob = load_file(str(self.logits_path))
             if bytes(blob["fingerprint"].tolist()).decode() == fingerprint:
-                return blob["logits"]
-        logits = teacher_logits(self.teacher_dir, inputs, images_zip=self.images_zip,
-                                batch_size=self.cfg.hp("eval_batch_size"), device=self.cfg.device)
+                return blob["logits"], blob.get("features")
+        logits, features = teacher_outputs(
+            self.teacher_dir, inputs, images_zip=self.images_zip,
+            batch_size=self.cfg.hp("eval_batch_size"), device=self.cfg.device,
+            features=want_features)
         self.teacher_computed = True
         self.logits_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.logits_path.with_suffix(f".tmp{os.getpid()}")
-        save_file({"logits": logits.contiguous(),
-                   "fingerprint": torch.tensor(list(fingerprint.encode()), dtype=torch.uint8)},
-                  str(tmp))
+        blob = {"logits": logits.contiguous(),
+                "fingerprint": torch.tensor(list(fingerprint.encode()), dtype=torch.uint8)}
+        if features is not None:
+            blob["features"] = features.contiguous()
+        save_file(blob, str(tmp))
         os.replace(tmp, self.logits_path)
-        return logits
+        return logits, features
 
     def batch_list(self, epoch: int) -> list[list[int]]:
         return self.student.batch_list(epoch)
 
     def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """The student's batches, their labels packed with the teacher's outputs: [B, 1 + C]
+        (label, logits), or [B, 1 + C + D] with its features."""
         for idx, (inputs, labels) in zip(self.batch_list(epoch)[start:],
                                          self.student.train_batches(epoch, start), strict=True):
-            yield inputs, torch.cat([labels[:, None].float(), self.logits[idx]], dim=1)
+            parts = [labels[:, None].float(), self.logits[idx]]
+            if self.features is not None:
+                parts.append(self.features[idx])
+                self._doc = inputs.get("doc")
+            yield inputs, torch.cat(parts, dim=1)
 
     def loss(self, logits: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
-        return distill_loss(logits, packed[:, 1:], packed[:, 0].long(), self.temperature,
+        c = self.logits.shape[1]
+        loss = distill_loss(logits, packed[:, 1: 1 + c], packed[:, 0].long(), self.temperature,
                             self.alpha)
+        if self.features is None:
+            return loss
+        student, self._captured = self._captured, None
+        if self._doc is not None:  # windows of chunked texts: their features' mean per text
+            student = pool_windows(student, self._doc.to(student.device))
+        return loss + self.feature_weight * feature_loss(self._projection(student.float()),
+                                                         packed[:, 1 + c:])
 
     def eval_batches(self) -> Iterator[EvalBatch]:
         return self.student.eval_batches()
 
     def export(self, model: torch.nn.Module, path: Path, extra: dict) -> None:
-        self.student.export(model, path, extra)
+        """The student's own export: the feature projection (training only) left out."""
+        projection = model._modules.pop("feature_projection", None)
+        try:
+            self.student.export(model, path, extra)
+        finally:
+            if projection is not None:
+                model.feature_projection = projection

@@ -63,11 +63,13 @@ def test_a_distilled_student_is_an_ordinary_model_that_records_its_teacher(clien
 
 def test_augmented_copies_make_each_epoch_longer_and_the_student_still_learns(client, dataset,
                                                                              teacher):
+    """(with the feature loss too: the teacher's features of every copy are cached and learnt)"""
     res = distill(client, dataset["id"], teacher["id"], hyperparameters={
         "epochs": 2, "batch_size": 8, "learning_rate": 3e-3, "student_layers": 1,
-        "augment_copies": 2})
+        "augment_copies": 2, "feature_weight": 1.5})
     assert res.status_code == 201, res.text
-    assert res.json()["hyperparameters"]["augment_copies"] == 2
+    hp = res.json()["hyperparameters"]
+    assert (hp["augment_copies"], hp["feature_weight"]) == (2, 1.5)
     job = wait_for_job(client, res.json()["id"])
     assert job["status"] == "succeeded", job["error"]
     # 120 training reviews and 2 copies of each, taught by the teacher: 360 a epoch, 45 batches
@@ -179,6 +181,11 @@ def test_bad_distill_requests_are_4xx_and_keep_nothing(client, environment, data
          None),
         (dict(training_dataset=images["id"], base_model="mobilenet-v2-imagenet",
               hyperparameters={"augment_copies": 2}), 422, "hyperparameters.augment_copies",
+         None),
+        (dict(hyperparameters={"feature_weight": -1}), 422, "hyperparameters.feature_weight",
+         None),
+        (dict(training_dataset=images["id"], base_model="mobilenet-v2-imagenet",
+              hyperparameters={"feature_weight": 1}), 422, "hyperparameters.feature_weight",
          None),
         (dict(method="full", hyperparameters={"epochs": 1}), 422, "teacher", None),
     ]

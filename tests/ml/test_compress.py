@@ -10,7 +10,7 @@ from app.ml import checkpointing
 from app.ml.callbacks import PeriodicSave
 from app.ml.config import TrainConfig, resolve_hyperparameters
 from app.ml.data import IGNORE_LABEL
-from app.ml.distill import augment_texts, distill_loss, keep_layers
+from app.ml.distill import augment_texts, distill_loss, keep_layers, teacher_outputs
 from app.ml.measure import compare, figures
 from app.ml.modeling import encoder_blocks, load_exported
 from app.ml.prune import parameter_count, prune_encoder, prune_ffn
@@ -42,6 +42,16 @@ def distill_recipe(tiny_model, teacher, work, callbacks=(), resume_from=None, **
                     callbacks=callbacks, resume_dir=work / "resume", source=source)
     r.setup(resume_from=resume_from)
     return r
+
+
+def killed_and_resumed(tiny_model, teacher, work, every: int, crash_at: int, **hp):
+    """A distill run saving every `every` steps, killed at step crash_at, then set up again from
+    its latest resume checkpoint (returned, not yet trained)."""
+    killed = distill_recipe(tiny_model, teacher, work, [PeriodicSave(every_steps=every),
+                                                        Crash(crash_at)], **hp)
+    assert killed.train().stop_reason == "killed"
+    return distill_recipe(tiny_model, teacher, work, [PeriodicSave(every_steps=every)],
+                          resume_from=checkpointing.latest(work / "resume"), **hp)
 
 
 def test_distill_loss_mixes_softened_kl_and_cross_entropy():
@@ -95,13 +105,8 @@ def test_a_distill_run_with_augmented_copies_trains_on_them_and_resumes_exactly(
     assert r.steps_per_epoch == 30  # 240 examples in batches of 8
     expected = r.train()
     assert expected.state.step == 60 and expected.best_metrics["val_accuracy"] >= 0.9
-    killed = distill_recipe(tiny_model, teacher, tmp_path / "b", [PeriodicSave(every_steps=8),
-                                                                  Crash(37)], student_layers=1,
-                            augment_copies=2)
-    assert killed.train().stop_reason == "killed"
-    resumed = distill_recipe(tiny_model, teacher, tmp_path / "b", [PeriodicSave(every_steps=8)],
-                             resume_from=checkpointing.latest(tmp_path / "b" / "resume"),
-                             student_layers=1, augment_copies=2)
+    resumed = killed_and_resumed(tiny_model, teacher, tmp_path / "b", 8, 37, student_layers=1,
+                                 augment_copies=2)
     assert resumed.resumed_step == 32 and not resumed.task.teacher_computed
     result = resumed.train()
     a, b = dict(r.model.named_parameters()), dict(resumed.model.named_parameters())
@@ -127,14 +132,18 @@ def test_distill_hyperparameters_are_validated():
         resolve_hyperparameters("full", {"temperature": 2})
     with pytest.raises(ValueError, match="text models only"):
         resolve_hyperparameters("distill", {"student_layers": 2}, "image-classification")
-    assert resolve_hyperparameters("distill", {"augment_copies": 4})["augment_copies"] == 4
-    for bad in ({"augment_copies": -1}, {"augment_copies": 51}, {"augment_copies": 1.5}):
-        with pytest.raises(ValueError, match="augment_copies"):
-            resolve_hyperparameters("distill", bad)
-    with pytest.raises(ValueError, match="distill"):
-        resolve_hyperparameters("full", {"augment_copies": 2})
-    with pytest.raises(ValueError, match="unknown"):
-        resolve_hyperparameters("distill", {"augment_copies": 2}, "image-classification")
+    assert resolve_hyperparameters("distill", {})["feature_weight"] == 0.0
+    # text-only distill knobs: (a good value, bad ones)
+    for name, good, bads in [("augment_copies", 4, (-1, 51, 1.5)),
+                             ("feature_weight", 3, (-0.5, 101, "x"))]:
+        assert resolve_hyperparameters("distill", {name: good})[name] == good
+        for bad in bads:
+            with pytest.raises(ValueError, match=name):
+                resolve_hyperparameters("distill", {name: bad})
+        with pytest.raises(ValueError, match="distill"):
+            resolve_hyperparameters("full", {name: good})
+        with pytest.raises(ValueError, match="unknown"):
+            resolve_hyperparameters("distill", {name: good}, "image-classification")
 
 
 def test_a_distilled_shallow_student_learns_and_reloads_at_its_depth(tiny_model, teacher,
@@ -154,18 +163,60 @@ def test_a_distill_run_killed_and_resumed_reads_the_cached_teacher_logits_and_en
         tiny_model, teacher, tmp_path):
     straight = distill_recipe(tiny_model, teacher, tmp_path / "a", student_layers=1)
     expected = straight.train()
-    killed = distill_recipe(tiny_model, teacher, tmp_path / "b", [PeriodicSave(every_steps=4),
-                                                                  Crash(13)], student_layers=1)
-    assert killed.train().stop_reason == "killed"
-    resumed = distill_recipe(tiny_model, teacher, tmp_path / "b", [PeriodicSave(every_steps=4)],
-                             resume_from=checkpointing.latest(tmp_path / "b" / "resume"),
-                             student_layers=1)
+    resumed = killed_and_resumed(tiny_model, teacher, tmp_path / "b", 4, 13, student_layers=1)
     assert resumed.resumed_step == 12 and not resumed.task.teacher_computed  # read, not re-run
     assert torch.equal(resumed.task.logits, straight.task.logits)
     result = resumed.train()
     a, b = dict(straight.model.named_parameters()), dict(resumed.model.named_parameters())
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert result.state.history == expected.state.history
+
+
+def _feature_gap(r) -> float:
+    """MSE between the projected student features and the teacher's, over the training texts."""
+    task, model = r.task, r.model.eval()
+    with torch.no_grad():
+        gaps = []
+        for idx, (inputs, _) in zip(task.batch_list(1), task.student.train_batches(1),
+                                    strict=True):
+            feats = model.features(inputs["input_ids"], inputs["attention_mask"])
+            gaps.append(torch.nn.functional.mse_loss(model.feature_projection(feats),
+                                                     task.features[idx], reduction="sum"))
+    return float(sum(gaps)) / task.features.numel()
+
+
+def test_feature_distillation_learns_the_teachers_features_and_exports_without_them(
+        tiny_model, teacher, tmp_path):
+    r = distill_recipe(tiny_model, teacher, tmp_path, student_layers=1, feature_weight=1.0)
+    teacher_model, _, _ = load_exported(teacher)
+    assert r.task.features.shape == (len(TRAIN[0]), teacher_model.head.in_features)
+    logits, feats = teacher_outputs(teacher, TRAIN[0][:5], features=True)
+    with torch.no_grad():  # the cached features are the teacher's own, and give its logits
+        assert torch.allclose(teacher_model.eval().head(feats), logits, atol=1e-5)
+    assert torch.allclose(r.task.features[:5], feats, atol=1e-5)
+    before = _feature_gap(r)
+    result = r.train()
+    assert _feature_gap(r) < before / 2 and result.best_metrics["val_accuracy"] >= 0.9
+    exported = load_exported(result.best_checkpoint)[0]  # the projection was for training only
+    assert not any("feature_projection" in k for k in exported.state_dict())
+    assert hasattr(r.model, "feature_projection")  # (and the run keeps it)
+
+
+def test_feature_distillation_killed_and_resumed_ends_with_the_same_weights(
+        tiny_model, teacher, tmp_path):
+    straight = distill_recipe(tiny_model, teacher, tmp_path / "a", student_layers=1,
+                              feature_weight=2.0)
+    expected = straight.train()
+    resumed = killed_and_resumed(tiny_model, teacher, tmp_path / "b", 4, 13, student_layers=1,
+                                 feature_weight=2.0)
+    assert resumed.resumed_step == 12 and not resumed.task.teacher_computed
+    assert torch.equal(resumed.task.features, straight.task.features)
+    result = resumed.train()
+    a, b = dict(straight.model.named_parameters()), dict(resumed.model.named_parameters())
+    assert "feature_projection.weight" in a and all(torch.equal(a[k], b[k]) for k in a)
+    assert result.state.history == expected.state.history
+    logits_only = distill_recipe(tiny_model, teacher, tmp_path / "c", student_layers=1).train()
+    assert logits_only.state.history != expected.state.history  # the feature loss did something
 
 
 def test_a_distilled_student_from_the_base_model_needs_no_layer_copy(tiny_model, teacher,

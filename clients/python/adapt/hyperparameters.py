@@ -4,7 +4,8 @@ HYPERPARAMETERS = (
     "epochs", "batch_size", "learning_rate", "max_length", "weight_decay", "warmup_ratio",
     "dropout", "eval_batch_size", "unfreeze_layers", "lora_rank", "lora_alpha", "lora_dropout",
     "image_size", "augment", "hflip", "length_bucketing", "temperature", "alpha",
-    "student_layers", "augment_copies", "prune_ffn", "prune_heads", "prune_channels", "processes", "calibrate",
+    "student_layers", "augment_copies", "feature_weight", "prune_ffn", "prune_heads",
+    "prune_channels", "processes", "calibrate",
     "target_precision",
     "chunking", "chunk_overlap", "max_chunks",
 )
