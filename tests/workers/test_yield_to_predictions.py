@@ -24,23 +24,24 @@ def test_a_step_waits_until_the_held_requests_end_and_never_longer_than_the_cap(
     server = PredictActivity(tmp_path / "a", owner=True)
     seen_by_worker = PredictActivity.reader(tmp_path / "a")
     callback = YieldToPredictions("job_x", seen_by_worker, max_pause_s=2.0)
-    assert _step_s(callback) < 0.05 and callback.steps == 0  # nothing held: no pause
+    # (bounds far from the pauses they tell apart: a busy CI machine delays a thread by tens of ms)
+    assert _step_s(callback) < 0.25 and callback.steps == 0  # nothing held: no pause
 
     server.begin()
     threading.Timer(0.4, server.end).start()
-    assert 0.4 <= _step_s(callback) < 1.0  # until the request ended (and its grace)
+    assert 0.4 <= _step_s(callback) < 1.5  # until the request ended (and its grace)
     assert callback.steps == 1
 
     server.begin()  # held on, as under a steady stream: training still goes on
-    callback.max_pause_s = 0.3
-    assert 0.3 <= _step_s(callback) < 0.6
+    callback.max_pause_s = 0.6
+    assert 0.6 <= _step_s(callback) < 1.5
     shutdown.requested.set()
     try:  # a worker told to stop does not wait for predictions to checkpoint and exit
-        assert _step_s(callback) < 0.05
+        assert _step_s(callback) < 0.25
     finally:
         shutdown.requested.clear()
     server.end()
-    assert callback.steps == 3 and callback.yielded_s >= 0.7
+    assert callback.steps == 3 and callback.yielded_s >= 1.0
 
 
 def test_a_restarted_server_clears_what_a_killed_one_held(tmp_path):
