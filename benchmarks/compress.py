@@ -107,6 +107,9 @@ def main() -> None:
                     help="B > 0: also a distilled student that learns the teacher's features")
     ap.add_argument("--feature-copies", type=int, default=0,
                     help="augmented copies for the --feature-weight student")
+    ap.add_argument("--variants-only", action="store_true",
+                    help="only the --augment-copies / --feature-weight students (no distilled and "
+                         "plain students: their rows are the same with the same settings)")
     ap.add_argument("--train-examples", type=int, default=1600,
                     help="a seeded subsample of train.csv's 3,200 (0: all)")
     args = ap.parse_args()
@@ -141,6 +144,9 @@ def main() -> None:
                                      **student_hp, "alpha": args.alpha,
                                      "feature_weight": args.feature_weight,
                                      "augment_copies": args.feature_copies}})))
+            if args.variants_only:
+                students.append((depth, None, None, variants))
+                continue
             students.append((depth, run_job(base, {**distill, "hyperparameters": {
                 **student_hp, "alpha": args.alpha}}), run_job(base, {**distill, "hyperparameters": {
                     **student_hp, "alpha": 0.0}}), variants))
@@ -153,9 +159,11 @@ def main() -> None:
             runs.append((f"teacher pruned to half FFN + {args.prune_epochs} epochs", pruned))
         for depth, student, plain, variants in students:
             which = f"{depth}/6 layers" if depth else f"{args.student_base} full"
-            runs += [(f"distilled student ({which}, T={args.temperature:g}, "
-                      f"alpha={args.alpha:g})", student),
-                     (f"same student ({which}), no teacher (alpha=0)", plain), *variants]
+            if student is not None:
+                runs += [(f"distilled student ({which}, T={args.temperature:g}, "
+                          f"alpha={args.alpha:g})", student),
+                         (f"same student ({which}), no teacher (alpha=0)", plain)]
+            runs += variants
         rows = []
         for name, job in runs:
             model = call(base, f"/v1/models/{job['model']}")
@@ -174,21 +182,25 @@ def main() -> None:
               f"{f['accuracy']:>8.4f} {100 * (f['accuracy'] - ref['accuracy']):>+7.2f}")
     print()
     at = 2 if pruned else 1  # the first student's row
-    for depth, _, _, variants in students:
-        plain_f = rows[at + 1][2]
-        for kind, student_f in [("", rows[at][2])] + [
-                (f" ({name.split(' (')[0].removeprefix('distilled + ')})", rows[at + 2 + k][2])
-                for k, (name, _) in enumerate(variants)]:
+    for depth, student, _, variants in students:
+        base_rows = 0 if student is None else 2  # (the distilled and plain students')
+        plain_f = rows[at + 1][2] if base_rows else None
+        for kind, student_f in [("", rows[at][2])] * (base_rows > 0) + [
+                (f" ({name.split(' (')[0].removeprefix('distilled + ')})",
+                 rows[at + base_rows + k][2]) for k, (name, _) in enumerate(variants)]:
             speedup = ref["latency_ms_b1"] / student_f["latency_ms_b1"]
             lost = 100 * (ref["accuracy"] - student_f["accuracy"])
-            gain = 100 * (student_f["accuracy"] - plain_f["accuracy"])
+            vs_plain = ""
+            if plain_f is not None:
+                gain = 100 * (student_f["accuracy"] - plain_f["accuracy"])
+                vs_plain = (f"; distillation vs plain fine-tuning of the same student: "
+                            f"{gain:+.2f} points "
+                            f"({'distillation wins' if gain > 0 else 'distillation does not win'})")
             print(f"{f'{depth}-layer' if depth else args.student_base} student{kind} vs teacher: "
                   f"{speedup:.2f}× faster at batch 1 (target ≥ 3×: "
                   f"{'met' if speedup >= 3 else 'NOT met'}), {lost:+.2f} points lost (target ≤ 2: "
-                  f"{'met' if lost <= 2 else 'NOT met'}); distillation vs plain fine-tuning of the "
-                  f"same student: {gain:+.2f} points "
-                  f"({'distillation wins' if gain > 0 else 'distillation does not win'})")
-        at += 2 + len(variants)
+                  f"{'met' if lost <= 2 else 'NOT met'}){vs_plain}")
+        at += base_rows + len(variants)
     if pruned:
         pruned_f = rows[1][2]
         pruned_lost = 100 * (ref["accuracy"] - pruned_f["accuracy"])

@@ -210,11 +210,37 @@ class DistillTask:
             raise ValueError("feature distillation needs a text student")
         model.feature_projection = nn.Linear(model.head.in_features, self.features.shape[1])
         self._projection = model.feature_projection
+        self._fit_projection(model)
 
         def keep(module: nn.Module, args: tuple) -> None:
             if module.training:
                 self._captured = args[0]
         model.dropout.register_forward_pre_hook(keep)
+
+    @torch.no_grad()
+    def _fit_projection(self, model: torch.nn.Module, ridge: float = 1e-3) -> None:
+        """Start the projection at the least-squares map from the student's initial pooled
+        features to the teacher's (ridge-regularised, one forward pass over the training
+        examples): the feature loss then pulls the encoder towards the teacher's embedding from
+        the first step, instead of first training a random map at the student's learning rate.
+        (A resumed run does this too; its checkpoint then overwrites the projection.)"""
+        was_training, device = model.training, next(model.parameters()).device
+        model.eval()
+        x = torch.empty(len(self.features), model.head.in_features)
+        for idx, (inputs, _) in zip(self.student.batch_list(1), self.student.train_batches(1),
+                                    strict=True):
+            inputs = {k: v.to(device) for k, v in inputs.items()}
+            f = model.features(inputs["input_ids"], inputs["attention_mask"])
+            if "doc" in inputs:
+                f = pool_windows(f, inputs["doc"])
+            x[idx] = f.float().cpu()
+        model.train(was_training)
+        x = torch.cat([x, torch.ones(len(x), 1)], dim=1).double()  # (the bias)
+        gram = x.T @ x
+        gram += ridge * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)
+        w = torch.linalg.solve(gram, x.T @ self.features.double())  # [d_student + 1, d_teacher]
+        self._projection.weight.copy_(w[:-1].T.float())
+        self._projection.bias.copy_(w[-1].float())
 
     def _cached_outputs(self, inputs: list) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Read from logits_path when it holds this teacher's outputs for these inputs; else run
