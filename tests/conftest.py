@@ -7,6 +7,7 @@ broker and the bucket. Settings are read from the environment, so it is set up h
 before anything from app is imported."""
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -118,6 +119,10 @@ def environment():
     from app.config import get_settings
     from app.migrate import upgrade
 
+    import helpers  # (not at the top: it imports app, which reads the settings set above)
+
+    helpers.DIAGNOSTICS.append(lambda: "\n".join(w.describe(stacks=True) for w in _WORKERS
+                                                  if not w.retired))
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
@@ -146,6 +151,9 @@ def client(environment):
         yield c
 
 
+_WORKERS: list["WorkerProcess"] = []  # every worker a test started: shown when a test fails
+
+
 class WorkerProcess:
     """A real Celery worker process (solo pool), as `adapt-serve` starts it; restartable."""
 
@@ -153,7 +161,25 @@ class WorkerProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
         self.extra_env: dict[str, str | None] = dict(extra_env or {})
+        self.retired = False  # stopped by its test: left out of failure reports
+        _WORKERS.append(self)
         self.start()
+
+    def describe(self, lines: int = 40, stacks: bool = False) -> str:
+        """For a failure report: whether the process runs, and its log's last lines; with
+        stacks, what each of its threads is doing (celery's SIGUSR1 handler writes their Python
+        stacks to the log), for a job that never finishes."""
+        if self.proc is None:
+            return f"worker {self.log_path.name}: never started"
+        code = self.proc.poll()
+        state = "running" if code is None else f"exited with code {code}"
+        size = self.log_path.stat().st_size if self.log_path.exists() else 0
+        if stacks and code is None:
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
+        text = self._log_since(max(0, size - 16000)).decode(errors="replace")
+        keep = "\n".join(text.splitlines()[-(lines + (400 if stacks else 0)):])
+        return f"worker {self.log_path.name} (pid {self.proc.pid}): {state}; its log ends:\n{keep}"
 
     def start(self, wait: bool = True) -> None:
         """Start the process; with wait, return once it is ready for tasks. A process that
@@ -171,6 +197,7 @@ class WorkerProcess:
     def _start(self, wait: bool) -> None:
         from app.serve import worker_command  # deferred: the test settings are set first
 
+        self.retired = False
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "a")
         env = {**os.environ, **self.extra_env}
@@ -209,6 +236,7 @@ class WorkerProcess:
         return time.time() - t0
 
     def stop(self) -> None:
+        self.retired = True
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -220,8 +248,33 @@ class WorkerProcess:
 @pytest.fixture(scope="session")
 def worker(environment):
     w = WorkerProcess(_TMP / "worker.log")
+    _SESSION_WORKER.append(w)
     yield w
     w.stop()
+
+
+_SESSION_WORKER: list[WorkerProcess] = []
+_WORKER_DEATHS: list[str] = []  # shown at the end of the run, where CI's output keeps them
+
+
+def pytest_runtest_setup(item):
+    """The session's worker found dead before a test that needs it (no test stopped it) is
+    started again, as adapt-serve's supervisor restarts one, and the run says so at its end with
+    the exit code and the log's last lines: every later test would otherwise wait out its
+    timeout on a queue nobody consumes."""
+    if "worker" not in item.fixturenames or not _SESSION_WORKER:
+        return
+    w = _SESSION_WORKER[0]
+    if w.retired or w.proc is None or w.proc.poll() is None:
+        return
+    _WORKER_DEATHS.append(f"before {item.nodeid}: {w.describe()}")
+    w.start()
+
+
+def pytest_terminal_summary(terminalreporter):
+    for death in _WORKER_DEATHS:
+        terminalreporter.write_sep("=", "the session's worker had exited; it was started again")
+        terminalreporter.write_line(death)
 
 
 @pytest.fixture
@@ -242,6 +295,18 @@ def tiny_model(environment) -> Path:
 
 _ML = ROOT / "tests" / "ml"
 _SERVICE = {"client", "worker", "upload"}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report also shows each live-or-dead worker's state and latest log lines
+    (a job that failed or never finished is explained there, not in the test's output)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and call.when != "teardown":
+        for w in _WORKERS:
+            if not w.retired:
+                report.sections.append((f"worker {w.log_path.name}", w.describe()))
 
 
 def pytest_collection_modifyitems(items):

@@ -134,6 +134,9 @@ def model_server_on_a_thread(server, path: Path) -> Iterator[tuple]:
 # How long a job may take by default: longer with object storage, where each resume checkpoint
 # (every 10 steps in tests/chaos) is uploaded before training goes on.
 WAIT_S = 360 if os.environ.get("ADAPT_TEST_STORAGE") == "s3" else 180
+# What a job that did not finish in time is reported with (tests/conftest.py adds each worker's
+# state, thread stacks and log).
+DIAGNOSTICS: list = []
 
 
 def wait_for_job(client, job_id: str, timeout: float | None = None, until=None) -> dict:
@@ -145,7 +148,8 @@ def wait_for_job(client, job_id: str, timeout: float | None = None, until=None) 
         if (until or (lambda j: j["status"] in ("succeeded", "failed", "cancelled")))(job):
             return job
         time.sleep(0.25)
-    raise AssertionError(f"job {job_id} did not finish in {timeout}s: {job}")
+    raise AssertionError("\n".join([f"job {job_id} did not finish in {timeout}s: {job}"]
+                                    + [diagnose() for diagnose in DIAGNOSTICS]))
 
 
 def load_benchmark(name: str):

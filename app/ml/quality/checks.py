@@ -161,7 +161,11 @@ def label_issues(features: np.ndarray, labels: Sequence[int], *, folds: int = 5,
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=0.01))
     probs = cross_val_predict(model, features[rows], yy, method="predict_proba",
                               cv=StratifiedKFold(k, shuffle=True, random_state=seed))
-    found = find_label_issues(yy, probs, return_indices_ranked_by="self_confidence")
+    # n_jobs=1: by default cleanlab forks a process pool (one per physical core) from this one,
+    # which holds torch's OpenMP threads and the worker's own; a child that inherits a lock held
+    # by one of them at the fork waits forever, and so does the worker. Its work is per class,
+    # milliseconds on a dataset this size.
+    found = find_label_issues(yy, probs, return_indices_ranked_by="self_confidence", n_jobs=1)
     quality = get_label_quality_scores(yy, probs)
     return LabelIssues(rows=rows[found].tolist(), suggested=kept[probs[found].argmax(1)].tolist(),
                        quality=[round(float(q), 4) for q in quality[found]],
