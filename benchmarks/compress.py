@@ -128,7 +128,7 @@ def main() -> None:
         for depth in [int(d) for d in args.student_layers.split(",")]:
             student_hp = {**hp, "temperature": args.temperature,
                           **({"student_layers": depth} if depth else {})}
-            which = f"{depth}/6 layers" if depth else f"{args.student_base} full"
+            which = f"{depth} teacher layers" if depth else f"{args.student_base} full"
             variants = []
             if args.augment_copies:
                 variants.append((f"distilled + {args.augment_copies} augmented copies ({which}, "
@@ -158,7 +158,7 @@ def main() -> None:
         if pruned:
             runs.append((f"teacher pruned to half FFN + {args.prune_epochs} epochs", pruned))
         for depth, student, plain, variants in students:
-            which = f"{depth}/6 layers" if depth else f"{args.student_base} full"
+            which = f"{depth} teacher layers" if depth else f"{args.student_base} full"
             if student is not None:
                 runs += [(f"distilled student ({which}, T={args.temperature:g}, "
                           f"alpha={args.alpha:g})", student),
