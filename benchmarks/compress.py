@@ -9,6 +9,9 @@ default, to keep the run short on two busy cores), then
   - with --augment-copies N, a third student: distilled as the first, its training set grown by
     N altered copies of each review labelled by the teacher alone (hyperparameter
     augment_copies; Tang et al. 2019), for --augment-epochs,
+  - with --transfer-set, a student distilled with the transfer set: tests/fixtures/rotten_tomatoes/
+    unlabelled.csv's 7,888 reviews (in neither train.csv nor heldout.csv), labelled by the teacher
+    alone (job field transfer_dataset; Hinton et al. 2015),
   - the teacher pruned to half its FFN width (POST /v1/models/{id}/prune, ffn 0.5) and retrained
     for --prune-epochs (default 2),
 
@@ -84,6 +87,19 @@ def subsample(n: int, out: Path) -> Path:
     return path
 
 
+def unlabelled(out: Path) -> Path:
+    """unlabelled.csv with a label column the service's datasets need: x / y in turn, never read
+    (a distill job reads a transfer set's texts only)."""
+    with open(RT / "unlabelled.csv", newline="") as f:
+        texts = [r["text"] for r in csv.DictReader(f)]
+    path = out / "unlabelled.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows([t, "xy"[i % 2]] for i, t in enumerate(texts))
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=2)
@@ -107,9 +123,15 @@ def main() -> None:
                     help="B > 0: also a distilled student that learns the teacher's features")
     ap.add_argument("--feature-copies", type=int, default=0,
                     help="augmented copies for the --feature-weight student")
+    ap.add_argument("--transfer-set", action="store_true",
+                    help="also a distilled student with the transfer set: the 7,888 reviews of "
+                         "tests/fixtures/rotten_tomatoes/unlabelled.csv, labelled by the teacher "
+                         "(job field transfer_dataset); with --feature-weight it learns the "
+                         "teacher's features too")
     ap.add_argument("--variants-only", action="store_true",
-                    help="only the --augment-copies / --feature-weight students (no distilled and "
-                         "plain students: their rows are the same with the same settings)")
+                    help="only the --augment-copies / --feature-weight / --transfer-set students "
+                         "(no distilled and plain students: their rows are the same with the same "
+                         "settings)")
     ap.add_argument("--train-examples", type=int, default=1600,
                     help="a seeded subsample of train.csv's 3,200 (0: all)")
     args = ap.parse_args()
@@ -119,6 +141,7 @@ def main() -> None:
     with serve(8766) as base, tempfile.TemporaryDirectory() as tmp:
         ds = upload(base, subsample(args.train_examples, Path(tmp)))["id"]
         common = {"training_dataset": ds, "seed": 0, "validation_split": 0.1}
+        transfer = upload(base, unlabelled(Path(tmp)))["id"] if args.transfer_set else None
         teacher = run_job(base, {**common, "base_model": args.teacher_base,
                                  "method": args.teacher_method, "hyperparameters": {
                                      **hp, "epochs": args.teacher_epochs or args.epochs}})
@@ -137,6 +160,16 @@ def main() -> None:
                                          **student_hp, "alpha": args.alpha,
                                          "augment_copies": args.augment_copies,
                                          "epochs": args.augment_epochs or args.epochs}})))
+            if args.transfer_set:
+                features = (f", features β={args.feature_weight:g}" if args.feature_weight
+                            else "")
+                variants.append((f"distilled + transfer set ({which}{features})", run_job(base, {
+                    **distill, "transfer_dataset": transfer, "hyperparameters": {
+                        **student_hp, "alpha": args.alpha,
+                        "feature_weight": args.feature_weight}})))
+                if args.variants_only:  # (the features student without it ran before)
+                    students.append((depth, None, None, variants))
+                    continue
             if args.feature_weight:
                 copies = f", {args.feature_copies} copies" if args.feature_copies else ""
                 variants.append((f"distilled + features β={args.feature_weight:g} ({which}{copies})",

@@ -58,6 +58,10 @@ class JobRecorder(Callback):
                               f"{data['examples']} texts are longer than max_length "
                               f"({data['max_length']} tokens): {how}; "
                               f"{data['truncated_examples']} truncated", data=data)
+            if transfer := (data_report or {}).get("transfer"):
+                events.record(s, self.job_id, f"transfer set: the teacher labels "
+                              f"{transfer['used']} of its {transfer['texts']} texts (the rest "
+                              "are training or validation texts, or repeats)", data=transfer)
             if stats := feature_stats:
                 events.record(s, self.job_id, f"encoder features for {stats['examples']} "
                               f"examples: {stats['examples'] - stats['computed']} from the shared "

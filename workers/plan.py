@@ -104,14 +104,16 @@ def read_plan(job_id: str, settings: Settings) -> JobPlan:
         job = s.get(Job, job_id)
         train = s.get(Dataset, job.training_dataset_id)
         val = s.get(Dataset, job.validation_dataset_id) if job.validation_dataset_id else None
-        if train.status != "ready" or (val is not None and val.status != "ready"):
+        transfer = (s.get(Dataset, job.transfer_dataset_id) if job.transfer_dataset_id
+                    else None)
+        if any(d is not None and d.status != "ready" for d in (train, val, transfer)):
             raise JobFailed("dataset_deleted", "The job's dataset was deleted before it ran.")
         if val is not None and val.format == "zip":
             raise JobFailed("dataset_invalid", "A separate validation ZIP is not supported yet: "
                             "use validation_split.")
         entry = catalog.resolve(settings, job.base_model, s, job.tenant_id)
         files = [(d.storage_key, d.format, d.text_column, d.label_column) if d is not None
-                 else None for d in (train, val)]
+                 else None for d in (train, val, transfer)]
         tenant, labels, split = job.tenant_id, list(train.labels), job.validation_split
         dry_run = bool(job.dry_run)
         source = _source_key(s, job)
@@ -127,7 +129,10 @@ def read_plan(job_id: str, settings: Settings) -> JobPlan:
         job_id=job_id, tenant=tenant, labels=labels, train=data[0], validation=data[1],
         validation_split=split, config=config, dry_run=dry_run,
         source=SourceSpec(kind=source[0], checkpoint=storage.fetch(source[1]),
-                          model_id=source[2]) if source else None,
+                          model_id=source[2],
+                          # distill: its transfer set's texts (labels unread)
+                          transfer_texts=tuple(dataset_examples(data[2])[0]) if data[2] else ()
+                          ) if source else None,
         base=BaseModelSpec(task=entry.task, path=entry.local_path(),
                            architecture=entry.architecture,
                            # per tenant: a cache hit must not reveal another tenant's data

@@ -21,7 +21,8 @@ def list_page(session: Session, tenant: str, page: Page) -> tuple[list[Dataset],
 def active_job_using(session: Session, dataset_id: str) -> str | None:
     stmt = select(Job.id).where(
         Job.status.in_(ACTIVE_STATUSES),
-        (Job.training_dataset_id == dataset_id) | (Job.validation_dataset_id == dataset_id))
+        (Job.training_dataset_id == dataset_id) | (Job.validation_dataset_id == dataset_id)
+        | (Job.transfer_dataset_id == dataset_id))
     return session.scalars(stmt.limit(1)).first()
 
 

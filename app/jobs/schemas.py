@@ -75,6 +75,12 @@ class JobCreate(BaseModel):
     method: Literal["full", "head", "partial", "lora", "distill"] = "full"
     # method distill: the fine-tuned model (mdl_…) whose logits the student learns from
     teacher: str | None = Field(default=None, min_length=1, max_length=64, pattern=NO_NUL)
+    transfer_dataset: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=NO_NUL, description=(
+            "method distill, text: a dataset (ds_…) of more texts of the same kind, unlabelled "
+            "for this purpose: the teacher labels each one and the student learns from its "
+            "logits alone (the dataset's own labels are not read). Texts that are also in the "
+            "training or validation examples are left out."))
     hyperparameters: dict[str, HyperValue] = Field(default_factory=dict, max_length=32,
                                                    description=HYPERPARAMETERS_DOC)
     early_stopping: EarlyStoppingIn | None = None
@@ -143,6 +149,9 @@ class JobOut(ApiModel):
     error: dict[str, Any] | None
     model: str | None = Field(validation_alias="model_id")
     teacher: str | None = Field(default=None, description="method distill: the teacher model")
+    transfer_dataset: str | None = Field(
+        default=None, validation_alias="transfer_dataset_id",
+        description="method distill: the dataset whose texts the teacher labels for the student")
     source_model: str | None = Field(default=None,
                                      description="method prune: the model being pruned")
     attempts: int

@@ -41,6 +41,19 @@ def _check_compatible(base_task: str, train: Dataset, val: Dataset | None) -> No
                                f"{', '.join(unknown[:10])}.", param="validation_dataset")
 
 
+def _transfer_dataset(session: Session, tenant: str, req: JobCreate, train: Dataset) -> Dataset:
+    """A distill job's transfer set: a ready text dataset of the tenant (its labels unread)."""
+    if req.method != "distill":
+        raise InvalidInput("transfer_dataset applies to method distill only: its texts are "
+                           "labelled by the teacher.", param="transfer_dataset")
+    ds = _dataset(session, tenant, req.transfer_dataset, "transfer_dataset")
+    if train.task != "text-classification" or ds.task != train.task:
+        raise InvalidInput(f"A transfer set is for text models: dataset {ds.id} is {ds.task} and "
+                           f"the training dataset {train.id} is {train.task}.",
+                           param="transfer_dataset", code="task_mismatch")
+    return ds
+
+
 def _check_active_cap(session: Session, settings: Settings, tenant: str) -> None:
     # Held to commit: concurrent creates count and insert one at a time, so the cap holds.
     serialize_on(session, f"active-jobs:{tenant}")
@@ -107,11 +120,13 @@ def create(session: Session, settings: Settings, tenant: str, req: JobCreate) ->
         raise InvalidInput(f"processes ({hp['processes']}) exceeds the job's GPUs "
                            f"({req.resources.gpus}): each process trains on a GPU of its own.",
                            param="hyperparameters.processes", code="too_many_processes")
-    teacher = None
+    teacher, transfer = None, None
     if req.method == "distill":
         teacher = compression.check_teacher(session, tenant, req.teacher, entry.id, train, hp)
     elif req.teacher is not None:
         raise InvalidInput("teacher applies to method distill only.", param="teacher")
+    if req.transfer_dataset is not None:
+        transfer = _transfer_dataset(session, tenant, req, train)
     if not req.dry_run:  # a dry run neither counts against the cap nor is refused by it
         _check_active_cap(session, settings, tenant)
     return _insert(session, Job(
@@ -119,6 +134,7 @@ def create(session: Session, settings: Settings, tenant: str, req: JobCreate) ->
         dry_run=req.dry_run,
         validation_dataset_id=val.id if val else None, validation_split=req.validation_split,
         method=req.method, hyperparameters=hp, source_model_id=teacher,
+        transfer_dataset_id=transfer.id if transfer else None,
         early_stopping=req.early_stopping.model_dump() if req.early_stopping else None,
         select_checkpoint_by=req.select_checkpoint_by, seed=req.seed, suffix=req.suffix,
         user_metadata=req.metadata, resources=req.resources.model_dump()))

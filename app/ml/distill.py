@@ -11,7 +11,11 @@ teacher's logits beside the label index ([B, 1 + C]: column 0 the label, then th
 With augment_copies (text), altered copies of the training texts join the training set, labelled
 by the teacher alone (their label is IGNORE_LABEL: KL only), as in Tang et al. 2019, "Distilling
 Task-Specific Knowledge from BERT into Simple Neural Networks": the teacher's knowledge reaches
-the student through far more inputs than the labelled ones.
+the student through far more inputs than the labelled ones. With transfer_texts (a job's
+transfer_dataset), real unlabelled texts join it the same way: Hinton et al. 2015's "transfer
+set", the usual way to give a student more of a teacher than a small labelled set carries. Those
+that are also training or validation texts are left out (the validation figures stay the
+student's own), and so are repeats.
 
 With feature_weight β > 0 (text), the student also learns the teacher's sentence embedding: the
 teacher's pooled features are cached beside its logits, a linear projection of the student's
@@ -173,14 +177,27 @@ class DistillTask:
     features) in each training batch's labels."""
 
     def __init__(self, student: Task, teacher_dir: Path, logits_path: Path,
-                 images_zip: Path | None = None):
+                 images_zip: Path | None = None, transfer_texts: tuple[str, ...] = ()):
+        if transfer_texts and images_zip is not None:
+            raise ValueError("a transfer set is for text students")
         self.student, self.teacher_dir = student, Path(teacher_dir)
+        self.transfer_texts = transfer_texts
+        self.transfer_used = 0  # transfer texts trained on (after leaving out the known ones)
         self.logits_path, self.images_zip = Path(logits_path), images_zip
         self.feature_stats: dict | None = None
         self.teacher_computed = False  # False: the logits were read from logits_path
         self.features: torch.Tensor | None = None  # the teacher's pooled features (feature_weight)
         self._captured: torch.Tensor | None = None  # the student's, from its last training forward
         self._doc: torch.Tensor | None = None  # that batch's window → text map (chunked texts)
+
+    @property
+    def data_report(self) -> dict | None:
+        """The student's (texts over max_length), and with a transfer set how much of it is used."""
+        report = getattr(self.student, "data_report", None)
+        if report is None or not self.transfer_texts:
+            return report
+        return {**report, "transfer": {"texts": len(self.transfer_texts),
+                                       "used": self.transfer_used}}
 
     def prepare(self, cfg: TrainConfig, train: D.Examples,
                 validation: D.Examples) -> torch.nn.Module:
@@ -190,6 +207,12 @@ class DistillTask:
         if copies and self.images_zip is None:
             mask = getattr(modeling.load_tokenizer(self.teacher_dir), "mask_token", None)
             extra = augment_texts(list(train.inputs), copies, cfg.seed, mask)
+            train = D.Examples([*train.inputs, *extra],
+                               [*train.labels, *[D.IGNORE_LABEL] * len(extra)])
+        if self.transfer_texts:
+            known = {*train.inputs, *(validation.inputs if validation is not None else ())}
+            extra = [t for t in dict.fromkeys(self.transfer_texts) if t not in known]
+            self.transfer_used = len(extra)
             train = D.Examples([*train.inputs, *extra],
                                [*train.labels, *[D.IGNORE_LABEL] * len(extra)])
         self.feature_weight = float(cfg.hyperparameters.get("feature_weight") or 0.0)

@@ -71,6 +71,7 @@ class SourceSpec:
     checkpoint: Path              # its exported checkpoint directory
     logits_path: Path | None = None  # distill: the cached teacher logits (in the resume dir)
     model_id: str = ""            # its id, for the record
+    transfer_texts: tuple[str, ...] = ()  # distill: more texts, labelled by the teacher alone
 
 
 def build_recipe(cfg: TrainConfig, base: BaseModelSpec, splits: Splits, *, work_dir: Path,
@@ -105,7 +106,8 @@ def build_recipe(cfg: TrainConfig, base: BaseModelSpec, splits: Splits, *, work_
     if cfg.method in ("distill", "prune") and (source is None or source.kind != cfg.method):
         raise ValueError(f"method {cfg.method} needs a SourceSpec of its kind")
     if cfg.method == "distill":
-        task = DistillTask(task, source.checkpoint, source.logits_path, images_zip)
+        task = DistillTask(task, source.checkpoint, source.logits_path, images_zip,
+                           transfer_texts=source.transfer_texts)
     return Recipe(cfg, task, splits, work_dir=work_dir, callbacks=callbacks,
                   resume_dir=resume_dir, keep_last=keep_last, group=group)
 

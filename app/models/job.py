@@ -34,6 +34,9 @@ class Job(TenantOwned, Base):
     model_id: Mapped[str | None] = mapped_column(String(40))
     # The model this job derives from: a distill job's teacher, a prune job's source model.
     source_model_id: Mapped[str | None] = mapped_column(String(40))
+    # A distill job's transfer set: a text dataset whose texts the teacher alone labels (their
+    # own labels are not read), added to the training examples.
+    transfer_dataset_id: Mapped[str | None] = mapped_column(String(40))
     # A dry run (POST /v1/jobs with dry_run): the worker runs a pre-flight (app.ml.preflight)
     # instead of training, writes it to `preflight`, and makes no model. A real job with
     # batch_size "auto" records the pre-flight it ran before training there too.

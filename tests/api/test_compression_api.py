@@ -78,6 +78,40 @@ def test_augmented_copies_make_each_epoch_longer_and_the_student_still_learns(cl
     assert model["compression"]["accuracy"] >= 0.9
 
 
+def test_a_transfer_set_is_labelled_by_the_teacher_and_its_own_labels_are_not_read(
+        client, dataset, teacher):
+    # labels that are not the teacher's (x / y): they are never read
+    rows = toy_csv(200, seed=5).decode().replace(",good\n", ",x\n").replace(",bad\n", ",y\n")
+    transfer = client.post("/v1/datasets", files={"file": ("more.csv", rows.encode())}).json()
+    assert sorted(transfer["labels"]) == ["x", "y"]
+    res = distill(client, dataset["id"], teacher["id"], transfer_dataset=transfer["id"])
+    assert res.status_code == 201, res.text
+    assert res.json()["transfer_dataset"] == transfer["id"]
+    job = wait_for_job(client, res.json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+    known = {line.rsplit(",", 1)[0] for line in toy_csv(160).decode().splitlines()[1:]}
+    fresh = {line.rsplit(",", 1)[0] for line in rows.splitlines()[1:]} - known
+    events = client.get(f"/v1/jobs/{job['id']}/events").json()["data"]
+    said = [e for e in events if e["message"].startswith("transfer set")]
+    assert said and said[0]["data"] == {"texts": 200, "used": len(fresh)}
+    # 120 training reviews plus the fresh texts, in batches of 8, for 2 epochs
+    assert job["progress"]["total_steps"] == 2 * -(-(120 + len(fresh)) // 8)
+    model = client.get(f"/v1/models/{job['model']}").json()
+    assert model["compression"]["accuracy"] >= 0.9 and model["labels"] == ["bad", "good"]
+
+
+def test_a_transfer_set_a_running_job_reads_cannot_be_deleted(client, dataset, teacher):
+    transfer = client.post("/v1/datasets", files={"file": ("t.csv", toy_csv(40, seed=8))}).json()
+    res = distill(client, dataset["id"], teacher["id"], transfer_dataset=transfer["id"],
+                  hyperparameters={"epochs": 50, "batch_size": 1, "student_layers": 1})
+    job = wait_for_job(client, res.json()["id"], until=lambda j: j["progress"]["step"] >= 1)
+    conflict = client.delete(f"/v1/datasets/{transfer['id']}")
+    assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "dataset_in_use"
+    client.post(f"/v1/jobs/{job['id']}/cancel")
+    assert wait_for_job(client, job["id"])["status"] == "cancelled"
+    assert client.delete(f"/v1/datasets/{transfer['id']}").status_code in (200, 204)
+
+
 def test_a_pruned_model_has_half_the_ffn_and_heads_and_reloads_from_its_download(
         client, teacher, tmp_path):
     res = client.post(f"/v1/models/{teacher['id']}/prune",
@@ -188,6 +222,10 @@ def test_bad_distill_requests_are_4xx_and_keep_nothing(client, environment, data
               hyperparameters={"feature_weight": 1}), 422, "hyperparameters.feature_weight",
          None),
         (dict(method="full", hyperparameters={"epochs": 1}), 422, "teacher", None),
+        (dict(transfer_dataset="ds_nope"), 404, "transfer_dataset", None),
+        (dict(transfer_dataset=images["id"]), 422, "transfer_dataset", "task_mismatch"),
+        (dict(method="full", teacher=None, hyperparameters={"epochs": 1},
+              transfer_dataset=dataset["id"]), 422, "transfer_dataset", None),
     ]
     before, files = _jobs(client), set(environment.data_dir.rglob("*"))
     for extra, status, param, code in cases:

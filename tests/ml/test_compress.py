@@ -114,6 +114,29 @@ def test_a_distill_run_with_augmented_copies_trains_on_them_and_resumes_exactly(
     assert result.state.history == expected.state.history
 
 
+def test_a_transfer_set_is_labelled_by_the_teacher_without_the_known_texts(tiny_model, teacher,
+                                                                          tmp_path):
+    """Transfer texts join the training set with no label (the teacher's logits alone); those
+    that are training or validation texts, and repeats, are left out: the validation figures stay
+    the student's own."""
+    fresh = [f"{w} film" for w in ("superb superb", "dull dull", "brilliant moving", "tedious")]
+    transfer = (*fresh, fresh[0], TRAIN[0][0], TRAIN[0][5], VAL[0][3])
+    source = SourceSpec("distill", teacher, tmp_path / "resume" / "teacher-logits.safetensors",
+                        transfer_texts=transfer)
+    r = text_recipe(cfg("distill", student_layers=1), tiny_model, tmp_path / "out", TRAIN, VAL,
+                    resume_dir=tmp_path / "resume", source=source)
+    r.setup()
+    known = {*TRAIN[0], *VAL[0]}
+    assert all(t not in known for t in fresh)
+    assert r.task.logits.shape == (len(TRAIN[0]) + 4, 2)  # the 4 fresh texts, once each
+    assert r.task.data_report["transfer"] == {"texts": 8, "used": 4}
+    assert r.steps_per_epoch == (len(TRAIN[0]) + 4 + 7) // 8
+    # the teacher's logits on them are what it predicts for them
+    teacher_says, _ = teacher_outputs(teacher, fresh)
+    assert torch.allclose(r.task.logits[-4:], teacher_says, atol=1e-5)
+    assert r.train().best_metrics["val_accuracy"] >= 0.9
+
+
 def test_a_shallow_student_keeps_evenly_spaced_layers_ending_with_the_last():
     assert keep_layers(6, 2) == [2, 5] and keep_layers(6, 3) == [1, 3, 5]
     assert keep_layers(12, 4) == [2, 5, 8, 11] and keep_layers(2, 2) == [0, 1]

@@ -123,8 +123,10 @@ def test_distill_with_jobs_create_and_prune_with_models_prune(adapt_cli, followe
     teacher = lines[-1]["model"]
     job = as_json(adapt_cli("jobs", "create", "-b", "tiny-bert", "-d", ds["id"], "--method",
                             "distill", "--teacher", teacher, "--epochs", "1", "--hp",
-                            "student_layers=1", "--hp", "temperature=3", "--json"))
-    assert (job["method"], job["teacher"]) == ("distill", teacher)
+                            "student_layers=1", "--hp", "temperature=3", "--transfer-dataset",
+                            ds["id"], "--json"))
+    assert (job["method"], job["teacher"], job["transfer_dataset"]) == ("distill", teacher,
+                                                                         ds["id"])
     assert job["hyperparameters"]["temperature"] == 3.0
     pruned = json.loads(adapt_cli("models", "prune", teacher, "--ffn", "0.5", "--follow",
                                   "--json").stdout.splitlines()[-1])

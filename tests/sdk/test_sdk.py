@@ -255,8 +255,10 @@ def test_distill_and_prune_through_the_sdk(sdk, trained):
     teacher = trained[0]
     student = sdk.jobs.create("tiny-bert", teacher.training_dataset, method="distill",
                               teacher=teacher.model, validation_split=0.25, seed=1,
+                              transfer_dataset=teacher.training_dataset,
                               hyperparameters={**HYPER, "epochs": 1, "student_layers": 1})
     assert (student.method, student.teacher) == ("distill", teacher.model)
+    assert student.transfer_dataset == teacher.training_dataset
     pruned = sdk.models.prune(teacher.model, ffn=0.5, retrain_epochs=1)
     assert (pruned.method, pruned.source_model) == ("prune", teacher.model)
     for job in (student.wait(timeout=180), pruned.wait(timeout=180)):

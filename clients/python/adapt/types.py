@@ -121,6 +121,7 @@ class Job(Resource):
     error: JobError | None = None
     model: str | None = None
     teacher: str | None = None        # method distill: the teacher model
+    transfer_dataset: str | None = None  # method distill: texts the teacher labels for it
     source_model: str | None = None   # method prune: the model pruned
     attempts: int = 0
     created_at: datetime

@@ -16,8 +16,8 @@ from adapt.types import Job, Metric
 
 app = typer.Typer(no_args_is_help=True, help="Fine-tune jobs: start, watch, cancel.")
 SHOW = ("id", "status", "base_model", "training_dataset", "validation_dataset", "method",
-        "teacher", "source_model", "hyperparameters", "progress", "metrics", "error", "model",
-        "attempts", "created_at", "started_at", "finished_at", "metadata", "resources",
+        "teacher", "transfer_dataset", "source_model", "hyperparameters", "progress", "metrics",
+        "error", "model", "attempts", "created_at", "started_at", "finished_at", "metadata", "resources",
         "dry_run", "preflight")
 
 
@@ -49,6 +49,9 @@ def create(base_model: str = typer.Option(..., "--base-model", "-b",
                                                           "distill (default full)"),
            teacher: Optional[str] = typer.Option(None, help="--method distill: the teacher "
                                                  "model (mdl_…)."),
+           transfer_dataset: Optional[str] = typer.Option(
+               None, help="--method distill, text: a dataset whose texts the teacher labels for "
+                          "the student (its own labels are not read)."),
            epochs: Optional[int] = typer.Option(None, min=1),
            batch_size: Optional[int] = typer.Option(None, min=1),
            learning_rate: Optional[float] = typer.Option(None),
@@ -78,7 +81,7 @@ def create(base_model: str = typer.Option(..., "--base-model", "-b",
             base_model, dataset, method=method, hyperparameters=hyper or None,
             validation_dataset=validation_dataset, validation_split=validation_split, seed=seed,
             suffix=suffix, metadata=_pairs(metadata, "--metadata") or None, teacher=teacher,
-            resources=resources or None, dry_run=dry_run, idempotency_key=idempotency_key)
+            transfer_dataset=transfer_dataset, resources=resources or None, dry_run=dry_run, idempotency_key=idempotency_key)
     except ValidationError as exc:
         if (exc.param or "").startswith("hyperparameters.") and "unknown" in exc.message:
             exc.message += f". Valid names: {', '.join(HYPERPARAMETERS)}"

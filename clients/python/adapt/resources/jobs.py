@@ -131,12 +131,13 @@ class Jobs:
                select_checkpoint_by: str | None = None, seed: int | None = None,
                suffix: str | None = None, metadata: dict[str, str] | None = None,
                resources: dict[str, Any] | None = None, teacher: str | None = None,
-               dry_run: bool = False, idempotency_key: str | None = None) -> Job:
+               transfer_dataset: str | None = None, dry_run: bool = False, idempotency_key: str | None = None) -> Job:
         """Start a fine-tune job (queued; a worker picks it up). Omitted values take the
         service's defaults; the job shows every resolved hyperparameter. `resources`, e.g.
         {"device": "gpu", "gpus": 1}, says which workers may take it (default: any).
         method="distill" with `teacher` (a model id) trains a student on the teacher's logits
-        (hyperparameters temperature, alpha, student_layers). Safe to retry: the request carries
+        (hyperparameters temperature, alpha, student_layers); `transfer_dataset` (text) adds a
+        dataset's texts, labelled by the teacher alone (its own labels are not read). Safe to retry: the request carries
         an Idempotency-Key (`idempotency_key`, or one made for this call). dry_run=True: a
         pre-flight only — the job succeeds with `preflight` (peak memory, the largest batch size
         that fits, seconds per epoch and in total) and makes no model; hyperparameters
@@ -147,7 +148,7 @@ class Jobs:
             "validation_split": validation_split, "early_stopping": early_stopping,
             "select_checkpoint_by": select_checkpoint_by, "seed": seed, "suffix": suffix,
             "metadata": metadata, "resources": resources, "teacher": teacher,
-            "dry_run": dry_run or None}.items() if v is not None}
+            "transfer_dataset": transfer_dataset, "dry_run": dry_run or None}.items() if v is not None}
         return self._http.call(Call("POST", "/v1/jobs", json=body, create=True,
                                     idempotency_key=idempotency_key, into=self._job))
 
