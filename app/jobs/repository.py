@@ -17,8 +17,8 @@ def get(session: Session, tenant: str, job_id: str) -> Job:
 OUT_COLUMNS = ("id", "status", "base_model", "training_dataset_id", "validation_dataset_id",
                "validation_split", "method", "hyperparameters", "early_stopping",
                "select_checkpoint_by", "seed", "suffix", "progress", "metrics", "error",
-               "model_id", "source_model_id", "transfer_dataset_id", "attempts", "created_at", "started_at",
-               "finished_at", "user_metadata", "resources", "dry_run", "preflight")
+               "model_id", "source_model_id", "transfer_dataset_id", "attempts", "created_at",
+               "started_at", "finished_at", "user_metadata", "resources", "dry_run", "preflight")
 
 
 def out_rows(conn: Connection, tenant: str, page: Page, status: str | None

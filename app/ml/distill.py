@@ -99,6 +99,11 @@ def augment_texts(texts: list[str], copies: int, seed: int, mask_token: str | No
     return out
 
 
+def _teacher_only(train: D.Examples, extra: list[str]) -> D.Examples:
+    """train with extra texts that have no label (IGNORE_LABEL): the teacher's logits alone."""
+    return D.Examples([*train.inputs, *extra], [*train.labels, *[D.IGNORE_LABEL] * len(extra)])
+
+
 def keep_layers(total: int, keep: int) -> list[int]:
     """Which of `total` layers a `keep`-layer student takes: evenly spaced, the last one always
     (6 → 2: [2, 5]; 6 → 3: [1, 3, 5])."""
@@ -206,15 +211,13 @@ class DistillTask:
         copies = cfg.hyperparameters.get("augment_copies") or 0
         if copies and self.images_zip is None:
             mask = getattr(modeling.load_tokenizer(self.teacher_dir), "mask_token", None)
-            extra = augment_texts(list(train.inputs), copies, cfg.seed, mask)
-            train = D.Examples([*train.inputs, *extra],
-                               [*train.labels, *[D.IGNORE_LABEL] * len(extra)])
+            train = _teacher_only(train, augment_texts(list(train.inputs), copies, cfg.seed,
+                                                       mask))
         if self.transfer_texts:
             known = {*train.inputs, *(validation.inputs if validation is not None else ())}
             extra = [t for t in dict.fromkeys(self.transfer_texts) if t not in known]
             self.transfer_used = len(extra)
-            train = D.Examples([*train.inputs, *extra],
-                               [*train.labels, *[D.IGNORE_LABEL] * len(extra)])
+            train = _teacher_only(train, extra)
         self.feature_weight = float(cfg.hyperparameters.get("feature_weight") or 0.0)
         model = self.student.prepare(replace(cfg, method="full"), train, validation)
         self.logits, self.features = self._cached_outputs(list(train.inputs))
